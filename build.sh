@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# CowEngine build driver.
+#
+#   ./build.sh [build]        build native/libcowengine.so and the solution (Release)
+#   ./build.sh test [args]    build, then run the tests (TRX in artifacts/test-results/)
+#   ./build.sh run [args]     build, then run the demo with args
+#   ./build.sh bench [args]   build, then run the benchmarks with args
+#   ./build.sh clean          remove all build output
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+export DOTNET_NOLOGO=1
+export DOTNET_CLI_TELEMETRY_OPTOUT=1
+# Leave no MSBuild worker nodes running after the build.
+export MSBUILDDISABLENODEREUSE=1
+
+SOLUTION=CowEngine.sln
+CONFIG=Release
+RESULTS_DIR="$PWD/artifacts/test-results"
+
+usage() {
+    # The comment block at the top of this file.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+}
+
+ensure_prereqs() {
+    local missing=()
+    command -v cc >/dev/null 2>&1 || missing+=(cc)
+    command -v make >/dev/null 2>&1 || missing+=(make)
+    if ((${#missing[@]})); then
+        if [[ $(id -u) -eq 0 ]]; then
+            echo "build.sh: ${missing[*]} not found; installing build-essential" >&2
+            apt-get update
+            DEBIAN_FRONTEND=noninteractive apt-get install -y build-essential
+        else
+            echo "build.sh: error: ${missing[*]} not found. Install a C toolchain, e.g." >&2
+            echo "  sudo apt-get install -y build-essential" >&2
+            exit 1
+        fi
+    fi
+    if ! command -v dotnet >/dev/null 2>&1; then
+        echo "build.sh: error: dotnet not found. Install the .NET 10 SDK." >&2
+        exit 1
+    fi
+}
+
+build() {
+    ensure_prereqs
+    make -C native
+    dotnet build "$SOLUTION" -c "$CONFIG"
+}
+
+run_tests() {
+    rm -rf "$RESULTS_DIR"   # no stale results if the build fails
+    build
+    local rc=0
+    dotnet test "$SOLUTION" -c "$CONFIG" --no-build \
+        --results-directory "$RESULTS_DIR" \
+        --logger "trx;LogFileName=tests.trx" \
+        --logger "console;verbosity=normal" \
+        "$@" || rc=$?
+    return "$rc"
+}
+
+clean() {
+    make -C native clean
+    rm -rf artifacts BenchmarkDotNet.Artifacts \
+        src/*/bin src/*/obj tests/*/bin tests/*/obj bench/*/bin bench/*/obj
+}
+
+cmd="${1:-build}"
+(($#)) && shift
+
+case "$cmd" in
+    build) build ;;
+    test)  run_tests "$@" ;;
+    run)   build; dotnet run --project src/CowEngine.Demo -c "$CONFIG" --no-build -- "$@" ;;
+    bench) build; dotnet run --project bench/CowEngine.Benchmarks -c "$CONFIG" --no-build -- "$@" ;;
+    clean) clean ;;
+    -h|--help|help) usage ;;
+    *)
+        echo "build.sh: unknown command '$cmd'" >&2
+        usage >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,215 @@
+/*
+ * cow_engine.h - the native half of CowEngine: a SIGSEGV-driven copy-on-write page engine.
+ *
+ * WHO OWNS WHAT
+ *   Every table declared here is allocated and laid out by the managed library (C#), which mirrors
+ *   these structs field for field (checked by static_assert below and by a C# test that compares
+ *   against cow_layout_entry()). The shim never calls malloc: it only reads and updates memory the
+ *   managed side handed to it, and it owns no state but the previous SIGSEGV disposition and a
+ *   pointer to the process table.
+ *
+ * THE HANDLER'S CONTRACT (what runs inside SIGSEGV)
+ *   - It acts only on a WRITE fault (x86-64 page-fault error code bit 1) with si_code SEGV_ACCERR
+ *     whose address lies in a LIVE view. Everything else - reads, executes, unmapped addresses,
+ *     disposed views, addresses outside the arena - goes to the handler that was installed before
+ *     ours, called exactly as the kernel would have called it (see cow_signal.c).
+ *   - It calls only async-signal-safe functions: mmap, mprotect, fallocate, write, sched_yield,
+ *     pthread_sigmask, abort. No malloc, no stdio, no managed callback (a call into .NET from here
+ *     kills the runtime), no lock that managed code can hold. errno is saved and restored.
+ *   - The locks it takes (a view's reader-writer lock, a striped per-segment lock, the engine's
+ *     allocator lock) are only ever held by native code that runs to completion without waiting for
+ *     managed code, so a GC that cannot suspend the faulting thread can never be what the lock
+ *     holder waits for.
+ *   - Its stack use is a few hundred bytes (the runtime gives it a 16 KiB alternate stack).
+ *   - When it cannot resolve a fault it must not return (the write would fault forever) nor lose
+ *     data: it writes one line naming the cause to stderr and calls abort().
+ *
+ * FUNCTIONS return 0 or a positive errno value; they never set errno for the caller. Two values have
+ * an engine-specific meaning on top of the system's:
+ *   ENOSPC  the engine's slot capacity, chunk space or leaf table is exhausted;
+ *   EDQUOT  the operation would take the engine past its mapping budget (a share of
+ *           vm.max_map_count); nothing was changed.
+ */
+#ifndef COW_ENGINE_H
+#define COW_ENGINE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COW_API __attribute__((visibility("default")))
+
+/* A page is the unit of sharing; a segment (= leaf = chunk) is 512 pages, 2 MiB. */
+#define COW_PAGE_SHIFT 12
+#define COW_PAGE_SIZE (1u << COW_PAGE_SHIFT)
+#define COW_LEAF_SHIFT 9
+#define COW_LEAF_PAGES (1u << COW_LEAF_SHIFT)
+#define COW_SEGMENT_SHIFT (COW_PAGE_SHIFT + COW_LEAF_SHIFT)
+#define COW_SEGMENT_SIZE (1ull << COW_SEGMENT_SHIFT)
+#define COW_STRIPE_COUNT 1024u
+
+/* "No slot / no chunk / no leaf" in any uint32 index field. */
+#define COW_NONE 0xFFFFFFFFu
+
+/* cow_view_t.state */
+#define COW_VIEW_FREE 0u
+#define COW_VIEW_LIVE 1u
+#define COW_VIEW_DISPOSED 2u
+
+/*
+ * One engine: a memfd of chunk_capacity * 2 MiB used as a pool of 4 KiB slots.
+ * Slot s lives at file offset s * 4096 and belongs to chunk s / 512.
+ */
+typedef struct cow_engine {
+    /* ---- set by the owner before cow_engine_init, constant afterwards ---- */
+    uint8_t *pool;              /* the whole memfd mapped read-write (copies are made through it) */
+    uint32_t *slot_refcounts;   /* [chunk_capacity * 512] leaves referencing each slot */
+    uint32_t *chunk_live;       /* [chunk_capacity] live slots + 1 while a view writes into it */
+    uint32_t *chunk_free;       /* [chunk_capacity] stack of free chunk indices */
+    uint32_t *leaf_refcounts;   /* [leaf_capacity] views referencing each leaf */
+    uint32_t *leaf_entries;     /* [leaf_capacity * 512] slot per page of each leaf, or COW_NONE */
+    uint32_t *leaf_free;        /* [leaf_capacity] stack of free leaf indices */
+    uint64_t slot_limit;        /* most slots that may be in use at once (the capacity option) */
+    uint32_t chunk_capacity;
+    uint32_t leaf_capacity;
+    int32_t memfd;
+    uint32_t reserved0;
+
+    /* ---- allocator state, under alloc_lock ---- */
+    uint32_t alloc_lock;
+    uint32_t chunk_free_count;
+    uint32_t chunk_bump;        /* chunks [chunk_bump, chunk_capacity) were never used */
+    uint32_t leaf_free_count;
+    uint32_t leaf_bump;
+    uint32_t reserved1;
+
+    /* ---- counters, updated atomically, read racily for statistics ---- */
+    uint64_t slots_in_use;
+    uint64_t chunks_in_use;
+    uint64_t leaves_in_use;
+    int64_t mappings;           /* sum of the mappings of this engine's live views */
+    uint64_t write_faults;      /* faults resolved by the handler */
+    uint64_t copy_faults;       /* ... of which copied a shared page */
+    uint64_t pages_copied;      /* by faults and by cow_view_prepare_write */
+    uint64_t snapshots;
+
+    /* ---- striped per-(view, segment) locks ---- */
+    uint32_t stripes[COW_STRIPE_COUNT];
+} cow_engine_t;
+
+/*
+ * One view: a region or a snapshot. Lives in the process view table, whose entries are never
+ * freed, only recycled, so the handler may always dereference a view it found in the directory and
+ * then validate it under the view's lock.
+ */
+typedef struct cow_view {
+    /* ---- set by the owner while the view is FREE; constant while it is LIVE ---- */
+    uint64_t base;              /* address of page 0; 2 MiB aligned, inside the arena */
+    uint64_t page_count;
+    cow_engine_t *engine;
+    uint32_t *leaves;           /* [segment_count] leaf per segment */
+    uint32_t *write_chunks;     /* [segment_count] chunk receiving this view's copies, or COW_NONE */
+    uint64_t *writable_bits;    /* [(page_count + 63) / 64] page mapped writable since last freeze */
+    uint32_t segment_count;
+    uint32_t index;             /* this entry's position in the view table */
+
+    /* ---- synchronisation ---- */
+    uint32_t lock;              /* reader-writer spin lock: faults read, mutations write */
+    uint32_t state;             /* COW_VIEW_*; written only under the write lock */
+
+    /* ---- counters ---- */
+    int64_t mappings;           /* kernel mappings this view's range currently consists of */
+    uint64_t write_faults;      /* faults the handler resolved on this view */
+    uint64_t pages_copied;      /* private copies made for this view (faults and prepare_write) */
+    uint64_t reserved[3];
+} cow_view_t;
+
+/* The process-wide tables the handler starts from. */
+typedef struct cow_process {
+    uint64_t arena_base;        /* one PROT_NONE reservation that holds every view */
+    uint64_t arena_size;        /* multiple of 2 MiB */
+    uint32_t *directory;        /* [arena_size / 2 MiB] view index + 1 owning that segment, 0 = none */
+    cow_view_t *views;          /* [view_capacity] */
+    uint32_t view_capacity;
+    uint32_t reserved;
+} cow_process_t;
+
+typedef struct cow_view_stats {
+    uint64_t private_pages;     /* pages only this view references */
+    uint64_t shared_pages;      /* pages whose slot another view (or leaf) also references */
+    uint64_t writable_pages;    /* pages currently mapped writable */
+    int64_t mappings;
+    uint64_t write_faults;
+    uint64_t pages_copied;
+} cow_view_stats_t;
+
+_Static_assert(sizeof(void *) == 8, "CowEngine supports 64-bit targets only");
+
+/* ---- process ---- */
+
+/* Registers the process tables and installs the SIGSEGV handler (once; later calls only check
+ * that the same tables are passed). Returns EBUSY if a different table is already installed. */
+COW_API int cow_install(cow_process_t *process);
+
+/* 1 if our handler is the current SIGSEGV disposition, 0 if someone replaced it. */
+COW_API int cow_handler_is_current(void);
+
+/* ---- engine ---- */
+
+/* Initialises the allocator state of an engine whose tables the owner filled in. */
+COW_API int cow_engine_init(cow_engine_t *engine);
+
+/* ---- views (each is one native call, so a GC never stops one halfway) ---- */
+
+/* Backs a FREE view (base, page_count, engine and arrays set by the owner) with fresh zeroed slots,
+ * maps it read-write and publishes it. */
+COW_API int cow_region_create(cow_view_t *view);
+
+/* Makes `target` (FREE, same page_count as source) a copy-on-write snapshot of `source`: the
+ * source is write-protected, every page is shared, and target is mapped read-only. Consistent cut:
+ * writes that completed before the call are in both, later writes in neither. */
+COW_API int cow_view_snapshot(cow_view_t *source, cow_view_t *target, int64_t mapping_budget);
+
+/* Unpublishes a LIVE view, replaces its range with PROT_NONE and releases its pages. */
+COW_API int cow_view_dispose(cow_view_t *view);
+
+/* Makes pages [first_page, first_page + page_count) private and writable now, so that the kernel
+ * (read(2), io_uring, ...) can write into them without faulting. */
+COW_API int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_count);
+
+COW_API int cow_view_stats(cow_view_t *view, cow_view_stats_t *stats);
+
+/* Counts this view's mappings from its page table (slow: one pass over the pages). */
+COW_API int64_t cow_view_count_mappings(cow_view_t *view);
+
+/* Physical slot behind a page, for tests and tools (COW_NONE if out of range). */
+COW_API uint32_t cow_view_slot_of(cow_view_t *view, uint64_t page);
+
+/* ---- OS layer, for the managed owner ---- */
+
+COW_API int cow_os_memfd_create(const char *name, uint64_t size, int32_t *fd_out);
+COW_API int cow_os_close(int32_t fd);
+/* Reserves size bytes of PROT_NONE address space aligned to `alignment` (a power of two). */
+COW_API int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_out);
+/* Anonymous read-write zero memory, committed page by page on first touch. */
+COW_API int cow_os_allocate_table(uint64_t size, void **address_out);
+COW_API int cow_os_release(void *address, uint64_t size);
+COW_API int cow_os_map_pool(int32_t fd, uint64_t size, void **address_out);
+/* Bytes of memory the file really holds (st_blocks * 512). */
+COW_API int cow_os_file_allocated_bytes(int32_t fd, uint64_t *bytes_out);
+COW_API const char *cow_os_error_name(int error);
+
+/* ---- layout check ---- */
+
+/* Entry i of the table of (struct, field, offset, size) the C# layout test compares against.
+ * Returns 0 past the end. */
+COW_API int cow_layout_entry(uint32_t i, const char **struct_name, const char **field_name,
+                             uint32_t *offset, uint32_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COW_ENGINE_H */

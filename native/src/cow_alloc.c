@@ -1,0 +1,165 @@
+/*
+ * cow_alloc.c - chunks, slots and leaves: allocation and reference counting.
+ *
+ * Slot life cycle:  free (refcount 0) -> in use (refcount n >= 1) -> punching -> free.
+ * When the last reference goes, the slot is marked COW_SLOT_PUNCHING, its memory is given back to
+ * the kernel with fallocate(PUNCH_HOLE), and only then does its refcount become 0 again. A slot is
+ * reused only when it reads 0, so a late hole punch can never destroy data written after reuse.
+ * A chunk's live count includes its punching slots, so a chunk returns to the free list only after
+ * every hole in it has been punched.
+ */
+#include "cow_internal.h"
+
+#include <errno.h>
+
+#define COW_SLOT_PUNCHING 0x80000000u
+
+void cow_batch_begin(cow_release_batch_t *batch, cow_engine_t *engine)
+{
+    batch->engine = engine;
+    batch->punch_first = 0;
+    batch->punch_count = 0;
+}
+
+int cow_batch_flush(cow_release_batch_t *batch)
+{
+    if (batch->punch_count == 0)
+        return 0;
+    cow_engine_t *engine = batch->engine;
+    uint64_t first = batch->punch_first, count = batch->punch_count;
+    batch->punch_count = 0;
+    /* A failed punch only keeps memory committed; the slots are free either way. */
+    int error = cow_os_punch(engine->memfd, first << COW_PAGE_SHIFT, count << COW_PAGE_SHIFT);
+    for (uint64_t slot = first; slot < first + count; slot++) {
+        cow_store_release(&engine->slot_refcounts[slot], 0u);
+        cow_chunk_release(batch, (uint32_t)(slot >> COW_LEAF_SHIFT));
+    }
+    cow_sub(&engine->slots_in_use, count);
+    return error;
+}
+
+void cow_slot_release(cow_release_batch_t *batch, uint32_t slot)
+{
+    uint32_t *refcount = &batch->engine->slot_refcounts[slot];
+    uint32_t seen = cow_load_relaxed(refcount);
+    for (;;) {
+        uint32_t next = seen == 1 ? COW_SLOT_PUNCHING : seen - 1;
+        if (__atomic_compare_exchange_n(refcount, &seen, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            break;
+    }
+    if (seen != 1)
+        return;
+    if (batch->punch_count != 0 && batch->punch_first + batch->punch_count != slot)
+        cow_batch_flush(batch);
+    if (batch->punch_count == 0)
+        batch->punch_first = slot;
+    batch->punch_count++;
+}
+
+void cow_chunk_release(cow_release_batch_t *batch, uint32_t chunk)
+{
+    cow_engine_t *engine = batch->engine;
+    if (cow_sub(&engine->chunk_live[chunk], 1u) != 0)
+        return;
+    cow_spin_lock(&engine->alloc_lock);
+    engine->chunk_free[engine->chunk_free_count++] = chunk;
+    cow_spin_unlock(&engine->alloc_lock);
+    cow_sub(&engine->chunks_in_use, 1u);
+}
+
+void cow_leaf_release(cow_release_batch_t *batch, uint32_t leaf)
+{
+    cow_engine_t *engine = batch->engine;
+    if (cow_sub(&engine->leaf_refcounts[leaf], 1u) != 0)
+        return;
+    const uint32_t *entries = cow_leaf_entries(engine, leaf);
+    for (uint32_t i = 0; i < COW_LEAF_PAGES; i++)
+        if (entries[i] != COW_NONE)
+            cow_slot_release(batch, entries[i]);
+    cow_spin_lock(&engine->alloc_lock);
+    engine->leaf_free[engine->leaf_free_count++] = leaf;
+    cow_spin_unlock(&engine->alloc_lock);
+    cow_sub(&engine->leaves_in_use, 1u);
+}
+
+int cow_chunks_allocate_run(cow_engine_t *engine, uint32_t count, uint32_t *first_out)
+{
+    uint32_t first;
+    cow_spin_lock(&engine->alloc_lock);
+    if (count == 1 && engine->chunk_free_count != 0) {
+        first = engine->chunk_free[--engine->chunk_free_count];
+    } else if (engine->chunk_capacity - engine->chunk_bump >= count) {
+        first = engine->chunk_bump;
+        engine->chunk_bump += count;
+    } else {
+        cow_spin_unlock(&engine->alloc_lock);
+        return ENOSPC;
+    }
+    cow_spin_unlock(&engine->alloc_lock);
+    for (uint32_t i = 0; i < count; i++)
+        cow_store_release(&engine->chunk_live[first + i], 1u); /* the writer's reference */
+    cow_add(&engine->chunks_in_use, count);
+    *first_out = first;
+    return 0;
+}
+
+int cow_leaf_allocate(cow_engine_t *engine, uint32_t *leaf_out)
+{
+    uint32_t leaf;
+    cow_spin_lock(&engine->alloc_lock);
+    if (engine->leaf_free_count != 0) {
+        leaf = engine->leaf_free[--engine->leaf_free_count];
+    } else if (engine->leaf_bump < engine->leaf_capacity) {
+        leaf = engine->leaf_bump++;
+    } else {
+        cow_spin_unlock(&engine->alloc_lock);
+        return ENOSPC;
+    }
+    cow_spin_unlock(&engine->alloc_lock);
+    cow_store_release(&engine->leaf_refcounts[leaf], 1u);
+    cow_add(&engine->leaves_in_use, 1u);
+    *leaf_out = leaf;
+    return 0;
+}
+
+int cow_slots_reserve(cow_engine_t *engine, uint64_t count)
+{
+    if (cow_add(&engine->slots_in_use, count) > engine->slot_limit) {
+        cow_sub(&engine->slots_in_use, count);
+        return ENOSPC;
+    }
+    return 0;
+}
+
+int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *batch, uint32_t *slot_out)
+{
+    cow_engine_t *engine = view->engine;
+    uint32_t segment = (uint32_t)(page >> COW_LEAF_SHIFT);
+    uint32_t position = (uint32_t)(page & (COW_LEAF_PAGES - 1));
+    int error = cow_slots_reserve(engine, 1);
+    if (error != 0)
+        return error;
+
+    /* Position `position` of the write chunk keeps this copy file-contiguous with its neighbours'
+     * copies, so the kernel can merge their mappings. If that position is still referenced (an
+     * older copy of this page that a snapshot shares), start a fresh chunk for this segment. */
+    uint32_t chunk = view->write_chunks[segment];
+    if (chunk == COW_NONE ||
+        cow_load_acquire(&engine->slot_refcounts[((uint64_t)chunk << COW_LEAF_SHIFT) + position]) != 0) {
+        uint32_t fresh;
+        error = cow_chunks_allocate_run(engine, 1, &fresh);
+        if (error != 0) {
+            cow_sub(&engine->slots_in_use, 1u);
+            return error;
+        }
+        view->write_chunks[segment] = fresh;
+        if (chunk != COW_NONE)
+            cow_chunk_release(batch, chunk);
+        chunk = fresh;
+    }
+    uint32_t slot = (chunk << COW_LEAF_SHIFT) + position;
+    cow_store_release(&engine->slot_refcounts[slot], 1u);
+    cow_add(&engine->chunk_live[chunk], 1u);
+    *slot_out = slot;
+    return 0;
+}

@@ -1,0 +1,125 @@
+/*
+ * cow_internal.h - declarations shared by the shim's subsystems. Not part of the public header.
+ */
+#ifndef COW_INTERNAL_H
+#define COW_INTERNAL_H
+
+#include "cow_engine.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define COW_INTERNAL __attribute__((visibility("hidden")))
+
+/* ---- atomics (GCC builtins: lock-free, usable in a signal handler) ---- */
+#define cow_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define cow_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define cow_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define cow_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define cow_add(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
+#define cow_sub(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_ACQ_REL)
+
+static inline uint64_t cow_view_end(const cow_view_t *view)
+{
+    return view->base + (view->page_count << COW_PAGE_SHIFT);
+}
+
+static inline uint64_t cow_page_address(const cow_view_t *view, uint64_t page)
+{
+    return view->base + (page << COW_PAGE_SHIFT);
+}
+
+static inline uint32_t *cow_leaf_entries(cow_engine_t *engine, uint32_t leaf)
+{
+    return engine->leaf_entries + ((uint64_t)leaf << COW_LEAF_SHIFT);
+}
+
+/* Slot behind a page (through the view's leaf for that page's segment). */
+static inline uint32_t cow_slot_of(cow_view_t *view, uint64_t page)
+{
+    uint32_t leaf = view->leaves[page >> COW_LEAF_SHIFT];
+    return cow_leaf_entries(view->engine, leaf)[page & (COW_LEAF_PAGES - 1)];
+}
+
+static inline int cow_is_writable(const cow_view_t *view, uint64_t page)
+{
+    return (int)((view->writable_bits[page >> 6] >> (page & 63)) & 1);
+}
+
+static inline void cow_set_writable(cow_view_t *view, uint64_t page)
+{
+    view->writable_bits[page >> 6] |= 1ull << (page & 63);
+}
+
+/* ---- os layer (cow_os.c) ---- */
+COW_INTERNAL int cow_os_map_slots(uint64_t address, uint64_t length, int writable, int fd, uint64_t offset);
+COW_INTERNAL int cow_os_protect(uint64_t address, uint64_t length, int writable);
+COW_INTERNAL int cow_os_reserve_fixed(uint64_t address, uint64_t length);
+COW_INTERNAL int cow_os_punch(int fd, uint64_t offset, uint64_t length);
+
+/* ---- locks (cow_lock.c) ---- */
+COW_INTERNAL void cow_spin_lock(uint32_t *lock);
+COW_INTERNAL void cow_spin_unlock(uint32_t *lock);
+COW_INTERNAL void cow_read_lock(uint32_t *lock);
+COW_INTERNAL void cow_read_unlock(uint32_t *lock);
+COW_INTERNAL void cow_write_lock(uint32_t *lock);
+COW_INTERNAL void cow_write_unlock(uint32_t *lock);
+COW_INTERNAL uint32_t *cow_stripe_for(cow_view_t *view, uint32_t segment);
+
+/* ---- allocation and reference counting (cow_alloc.c) ---- */
+
+/* Frees slots in batches so that contiguous freed slots cost one fallocate, and so that a chunk
+ * is never handed out again before its punched holes have been punched. */
+typedef struct cow_release_batch {
+    cow_engine_t *engine;
+    uint64_t punch_first;       /* first slot of the pending run */
+    uint64_t punch_count;
+} cow_release_batch_t;
+
+COW_INTERNAL void cow_batch_begin(cow_release_batch_t *batch, cow_engine_t *engine);
+COW_INTERNAL int cow_batch_flush(cow_release_batch_t *batch);
+
+COW_INTERNAL void cow_slot_release(cow_release_batch_t *batch, uint32_t slot);
+COW_INTERNAL void cow_leaf_release(cow_release_batch_t *batch, uint32_t leaf);
+/* Drops the "a view writes into me" reference of a chunk. */
+COW_INTERNAL void cow_chunk_release(cow_release_batch_t *batch, uint32_t chunk);
+
+/* Allocates `count` chunks at consecutive indices (each holding the writer reference). */
+COW_INTERNAL int cow_chunks_allocate_run(cow_engine_t *engine, uint32_t count, uint32_t *first_out);
+COW_INTERNAL int cow_leaf_allocate(cow_engine_t *engine, uint32_t *leaf_out);
+/* Counts `count` more slots as in use, failing with ENOSPC past the engine's slot limit. */
+COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
+
+/* Takes the slot for a private copy of `page` of `view`: position page % 512 of the view's write
+ * chunk for that segment, replacing the write chunk when that position is taken. Caller holds the
+ * view's read or write lock and the segment's stripe. */
+COW_INTERNAL int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *batch,
+                                    uint32_t *slot_out);
+
+/* ---- resolving writes (cow_resolve.c) ---- */
+
+/* Makes pages [first, first + count) of one segment private and writable. Caller holds the view's
+ * read (or write) lock and the segment's stripe. On failure every page is either fully resolved
+ * or left exactly as it was. */
+typedef struct cow_resolve_result {
+    int failed_call;            /* COW_CALL_* that failed, when the return value is not 0 */
+    uint32_t copies;            /* pages that received a private copy */
+} cow_resolve_result_t;
+
+COW_INTERNAL int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count,
+                                           int trust_writable_bits, cow_resolve_result_t *result);
+
+/* Number of mapping boundaries ("this page starts a new mapping") in [first, last]. */
+COW_INTERNAL int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last);
+
+/* ---- fault path (cow_signal.c) ---- */
+COW_INTERNAL cow_process_t *cow_process(void);
+COW_INTERNAL void cow_directory_publish(cow_view_t *view, uint32_t value);
+
+/* The call that failed, for the fatal diagnostic. */
+#define COW_CALL_NONE 0
+#define COW_CALL_MMAP 1
+#define COW_CALL_MPROTECT 2
+#define COW_CALL_ALLOCATE 3
+
+#endif /* COW_INTERNAL_H */

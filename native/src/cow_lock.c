@@ -1,0 +1,93 @@
+/*
+ * cow_lock.c - the shim's locks. All are spin locks that fall back to sched_yield: they are taken
+ * inside the SIGSEGV handler, where nothing may block on a kernel object owned by managed code, and
+ * they are only ever held by native code that finishes without waiting for anything managed.
+ *
+ * The view lock is a reader-writer lock that prefers writers: fault handlers hold it shared (so
+ * faults on different segments of one view run in parallel), and mutations (snapshot, dispose)
+ * hold it exclusive. A pending writer stops new readers, so a stream of faults cannot starve a
+ * snapshot.
+ */
+#include "cow_internal.h"
+
+#include <sched.h>
+
+#define COW_WRITER 0x80000000u
+#define COW_WRITER_PENDING 0x40000000u
+#define COW_READERS 0x3FFFFFFFu
+
+static inline void cow_backoff(unsigned *spins)
+{
+    if (++*spins < 64)
+        __builtin_ia32_pause();
+    else
+        sched_yield();
+}
+
+void cow_spin_lock(uint32_t *lock)
+{
+    unsigned spins = 0;
+    for (;;) {
+        if (cow_load_relaxed(lock) == 0 &&
+            __atomic_exchange_n(lock, 1u, __ATOMIC_ACQUIRE) == 0)
+            return;
+        cow_backoff(&spins);
+    }
+}
+
+void cow_spin_unlock(uint32_t *lock)
+{
+    cow_store_release(lock, 0u);
+}
+
+void cow_read_lock(uint32_t *lock)
+{
+    unsigned spins = 0;
+    for (;;) {
+        uint32_t seen = cow_load_relaxed(lock);
+        if ((seen & (COW_WRITER | COW_WRITER_PENDING)) == 0 &&
+            __atomic_compare_exchange_n(lock, &seen, seen + 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return;
+        cow_backoff(&spins);
+    }
+}
+
+void cow_read_unlock(uint32_t *lock)
+{
+    __atomic_sub_fetch(lock, 1u, __ATOMIC_RELEASE);
+}
+
+void cow_write_lock(uint32_t *lock)
+{
+    unsigned spins = 0;
+    /* Claim the pending bit (one writer at a time), which also stops new readers... */
+    for (;;) {
+        uint32_t seen = cow_load_relaxed(lock);
+        if ((seen & COW_WRITER_PENDING) == 0 &&
+            __atomic_compare_exchange_n(lock, &seen, seen | COW_WRITER_PENDING, 0,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            break;
+        cow_backoff(&spins);
+    }
+    /* ...then wait for the readers already inside to leave. */
+    spins = 0;
+    for (;;) {
+        uint32_t seen = COW_WRITER_PENDING;
+        if (__atomic_compare_exchange_n(lock, &seen, COW_WRITER_PENDING | COW_WRITER, 0,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return;
+        cow_backoff(&spins);
+    }
+}
+
+void cow_write_unlock(uint32_t *lock)
+{
+    cow_store_release(lock, 0u);
+}
+
+uint32_t *cow_stripe_for(cow_view_t *view, uint32_t segment)
+{
+    uint32_t hash = (view->index * 0x9E3779B1u) ^ (segment * 0x85EBCA77u);
+    hash ^= hash >> 15;
+    return &view->engine->stripes[hash & (COW_STRIPE_COUNT - 1)];
+}

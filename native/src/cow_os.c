@@ -1,0 +1,117 @@
+/*
+ * cow_os.c - the operating-system layer: every mmap, mprotect, fallocate and memfd call of the shim.
+ * Each function returns 0 or the errno of the call that failed, and is async-signal-safe where the
+ * fault path uses it (the map/protect/punch helpers).
+ */
+#include "cow_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cow_os_memfd_create(const char *name, uint64_t size, int32_t *fd_out)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    /* The file is sparse: its size only bounds the slot space, blocks are allocated on first write. */
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int error = errno;
+        close(fd);
+        return error;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int cow_os_close(int32_t fd)
+{
+    return close(fd) == 0 ? 0 : errno;
+}
+
+int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_out)
+{
+    /* Over-reserve, then trim both ends, so the reservation starts on `alignment`. */
+    uint64_t padded = size + alignment;
+    void *raw = mmap(NULL, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return errno;
+    uint64_t start = ((uint64_t)raw + alignment - 1) & ~(alignment - 1);
+    uint64_t head = start - (uint64_t)raw;
+    uint64_t tail = padded - head - size;
+    if (head != 0)
+        munmap(raw, head);
+    if (tail != 0)
+        munmap((void *)(start + size), tail);
+    *address_out = (void *)start;
+    return 0;
+}
+
+int cow_os_allocate_table(uint64_t size, void **address_out)
+{
+    void *address = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (address == MAP_FAILED)
+        return errno;
+    *address_out = address;
+    return 0;
+}
+
+int cow_os_release(void *address, uint64_t size)
+{
+    return munmap(address, size) == 0 ? 0 : errno;
+}
+
+int cow_os_map_pool(int32_t fd, uint64_t size, void **address_out)
+{
+    void *address = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (address == MAP_FAILED)
+        return errno;
+    *address_out = address;
+    return 0;
+}
+
+int cow_os_file_allocated_bytes(int32_t fd, uint64_t *bytes_out)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return errno;
+    *bytes_out = (uint64_t)st.st_blocks * 512u;
+    return 0;
+}
+
+const char *cow_os_error_name(int error)
+{
+    return strerrorname_np(error);
+}
+
+int cow_os_map_slots(uint64_t address, uint64_t length, int writable, int fd, uint64_t offset)
+{
+    int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    void *result = mmap((void *)address, length, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)offset);
+    return result == MAP_FAILED ? errno : 0;
+}
+
+int cow_os_protect(uint64_t address, uint64_t length, int writable)
+{
+    int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    return mprotect((void *)address, length, prot) == 0 ? 0 : errno;
+}
+
+int cow_os_reserve_fixed(uint64_t address, uint64_t length)
+{
+    /* Only ever over a range of our own arena, so MAP_FIXED cannot clobber someone else's memory. */
+    void *result = mmap((void *)address, length, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return result == MAP_FAILED ? errno : 0;
+}
+
+int cow_os_punch(int fd, uint64_t offset, uint64_t length)
+{
+    int result = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+    return result == 0 ? 0 : errno;
+}

@@ -1,0 +1,212 @@
+/*
+ * cow_signal.c - the SIGSEGV handler: find the view a write fault hit, resolve it, or pass the fault
+ * on to the handler that was installed before ours exactly as the kernel would have delivered it.
+ *
+ * The fault path, step by step (docs/design.md explains why each step is safe):
+ *   1. Not a write (page-fault error code bit 1) to a present page (SEGV_ACCERR)?  -> chain.
+ *   2. Address outside the arena, or its 2 MiB directory entry empty?            -> chain.
+ *   3. Read-lock the view, check it is LIVE and the address within its pages.     -> else chain.
+ *   4. Lock the (view, segment) stripe and make the page private and writable.
+ *   5. Unlock, restore errno, return: the kernel restarts the faulting instruction.
+ * If step 4 fails the process cannot continue correctly: one line on stderr names the cause, then
+ * abort().
+ */
+#include "cow_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ucontext.h>
+#include <unistd.h>
+
+#define COW_PF_WRITE 0x2 /* x86 page-fault error code: the access was a write */
+
+static cow_process_t *g_process;
+static struct sigaction g_previous;
+static uint32_t g_install_lock;
+
+cow_process_t *cow_process(void)
+{
+    return cow_load_acquire(&g_process);
+}
+
+void cow_directory_publish(cow_view_t *view, uint32_t value)
+{
+    cow_process_t *process = cow_process();
+    uint64_t first = (view->base - process->arena_base) >> COW_SEGMENT_SHIFT;
+    for (uint64_t i = 0; i < view->segment_count; i++)
+        cow_store_release(&process->directory[first + i], value);
+}
+
+/* ---- the fatal diagnostic: async-signal-safe formatting ---- */
+
+typedef struct cow_line {
+    char text[320];
+    size_t length;
+} cow_line_t;
+
+static void cow_line_add(cow_line_t *line, const char *text)
+{
+    while (*text != '\0' && line->length < sizeof line->text - 1)
+        line->text[line->length++] = *text++;
+}
+
+static void cow_line_add_number(cow_line_t *line, uint64_t value, unsigned base)
+{
+    char digits[24];
+    int count = 0;
+    do {
+        digits[count++] = "0123456789abcdef"[value % base];
+        value /= base;
+    } while (value != 0);
+    if (base == 16)
+        cow_line_add(line, "0x");
+    while (count > 0 && line->length < sizeof line->text - 1)
+        line->text[line->length++] = digits[--count];
+}
+
+static __attribute__((noreturn)) void cow_fatal(uint64_t address, int error, int failed_call)
+{
+    static const char *const calls[] = {"", "mmap", "mprotect", "slot allocation"};
+    cow_line_t line = {.length = 0};
+    cow_line_add(&line, "CowEngine: fatal: cannot resolve a copy-on-write fault at ");
+    cow_line_add_number(&line, address, 16);
+    cow_line_add(&line, ": ");
+    cow_line_add(&line, calls[failed_call]);
+    cow_line_add(&line, " failed with ");
+    const char *name = strerrorname_np(error);
+    cow_line_add(&line, name != NULL ? name : "errno ");
+    if (name == NULL)
+        cow_line_add_number(&line, (uint64_t)error, 10);
+    if (failed_call == COW_CALL_ALLOCATE)
+        cow_line_add(&line, " (the engine's capacity, chunk space or leaf table is exhausted: raise "
+                            "CowEngineOptions.CapacityBytes)");
+    else if (error == ENOMEM)
+        cow_line_add(&line, " (the process has reached vm.max_map_count mappings)");
+    cow_line_add(&line, "\n");
+    ssize_t ignored = write(STDERR_FILENO, line.text, line.length);
+    (void)ignored;
+    abort();
+}
+
+/* ---- chaining ---- */
+
+static void cow_chain(int signal_number, siginfo_t *info, void *context)
+{
+    const struct sigaction *previous = &g_previous;
+    ucontext_t *ucontext = context;
+
+    /* Set the mask the kernel would have set for the previous handler: the interrupted mask, plus
+     * its sa_mask, plus the signal itself unless SA_NODEFER. The .NET runtime's handler does not
+     * return through sigreturn (it unwinds to a catch block), so this mask is the one the thread
+     * keeps afterwards. */
+    sigset_t mask = ucontext->uc_sigmask;
+    sigorset(&mask, &mask, &previous->sa_mask);
+    if ((previous->sa_flags & SA_NODEFER) == 0)
+        sigaddset(&mask, signal_number);
+
+    if ((previous->sa_flags & SA_SIGINFO) != 0 && previous->sa_sigaction != NULL) {
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        previous->sa_sigaction(signal_number, info, context);
+    } else if (previous->sa_handler != SIG_DFL && previous->sa_handler != SIG_IGN) {
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        previous->sa_handler(signal_number);
+    } else {
+        /* Default action (ignoring a fault is not possible): restore it and return, so the
+         * instruction faults again and the kernel terminates the process with SIGSEGV. */
+        struct sigaction default_action;
+        memset(&default_action, 0, sizeof default_action);
+        default_action.sa_handler = SIG_DFL;
+        sigaction(signal_number, &default_action, NULL);
+    }
+}
+
+/* ---- the handler ---- */
+
+/* Returns 1 when the fault was ours and is resolved, 0 when it must be passed on. */
+static int cow_try_resolve(uint64_t address)
+{
+    cow_process_t *process = cow_process();
+    if (process == NULL || address - process->arena_base >= process->arena_size)
+        return 0;
+    uint32_t entry = cow_load_acquire(&process->directory[(address - process->arena_base) >> COW_SEGMENT_SHIFT]);
+    if (entry == 0 || entry > process->view_capacity)
+        return 0;
+    cow_view_t *view = &process->views[entry - 1];
+
+    cow_read_lock(&view->lock);
+    if (view->state != COW_VIEW_LIVE || address < view->base || address >= cow_view_end(view)) {
+        cow_read_unlock(&view->lock);
+        return 0;
+    }
+    uint64_t page = (address - view->base) >> COW_PAGE_SHIFT;
+    uint32_t *stripe = cow_stripe_for(view, (uint32_t)(page >> COW_LEAF_SHIFT));
+    cow_resolve_result_t result;
+    cow_spin_lock(stripe);
+    int error = cow_resolve_segment_range(view, page, 1, 0, &result);
+    cow_spin_unlock(stripe);
+    if (error != 0)
+        cow_fatal(address, error, result.failed_call);
+    cow_engine_t *engine = view->engine;
+    cow_add(&view->write_faults, 1u);
+    cow_add(&engine->write_faults, 1u);
+    if (result.copies != 0)
+        cow_add(&engine->copy_faults, 1u);
+    cow_read_unlock(&view->lock);
+    return 1;
+}
+
+static void cow_on_sigsegv(int signal_number, siginfo_t *info, void *context)
+{
+    int saved_errno = errno;
+    ucontext_t *ucontext = context;
+    int is_write = (ucontext->uc_mcontext.gregs[REG_ERR] & COW_PF_WRITE) != 0;
+    if (info->si_code == SEGV_ACCERR && is_write && cow_try_resolve((uint64_t)info->si_addr)) {
+        errno = saved_errno;
+        return;
+    }
+    errno = saved_errno;
+    cow_chain(signal_number, info, context);
+}
+
+int cow_install(cow_process_t *process)
+{
+    if (process == NULL || process->directory == NULL || process->views == NULL)
+        return EINVAL;
+    cow_spin_lock(&g_install_lock);
+    int error = 0;
+    if (g_process != NULL) {
+        error = g_process == process ? 0 : EBUSY;
+    } else {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = cow_on_sigsegv;
+        /* SA_ONSTACK: run on the alternate stack the runtime gives each thread (a stack overflow
+         * must still reach the runtime's handler). Every other signal is blocked while we hold
+         * locks; SIGSEGV itself stays blocked, so a bug in here kills the process at once. */
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+        sigfillset(&action.sa_mask);
+        /* Read the previous disposition before ours takes effect, so a fault that arrives the
+         * moment we are installed already finds where to chain to. */
+        if (sigaction(SIGSEGV, NULL, &g_previous) != 0) {
+            error = errno;
+        } else {
+            cow_store_release(&g_process, process);
+            if (sigaction(SIGSEGV, &action, NULL) != 0) {
+                error = errno;
+                cow_store_release(&g_process, (cow_process_t *)NULL);
+            }
+        }
+    }
+    cow_spin_unlock(&g_install_lock);
+    return error;
+}
+
+int cow_handler_is_current(void)
+{
+    struct sigaction current;
+    if (sigaction(SIGSEGV, NULL, &current) != 0)
+        return 0;
+    return (current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == cow_on_sigsegv;
+}

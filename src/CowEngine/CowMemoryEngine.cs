@@ -1,0 +1,204 @@
+using System.Globalization;
+using CowEngine.Interop;
+using CowEngine.Internal;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace CowEngine;
+
+/// <summary>
+/// A copy-on-write memory engine: one pool of 4 KiB slots (a memfd) from which it makes regions,
+/// and nested, writable, page-granular snapshots of them.
+/// </summary>
+/// <remarks>
+/// <para>The first engine in a process installs a SIGSEGV handler that resolves writes to shared
+/// pages in native code and passes every other fault to the handler that was there before (the .NET
+/// runtime's), so NullReferenceException and stack-overflow reporting keep working.</para>
+/// <para>Thread safety: every member may be called from any thread. Several engines may exist at
+/// once. Disposing the engine disposes every view it made that is still live.</para>
+/// </remarks>
+public sealed unsafe class CowMemoryEngine : IDisposable
+{
+    /// <summary>The page size: the unit of sharing and copying.</summary>
+    public const int PageSize = CowConstants.PageSize;
+
+    private readonly Lock _viewsGate = new();
+    private readonly Dictionary<uint, WeakReference<CowView>> _views = new();
+    private readonly int _maxMapCount;
+    private bool _disposed;
+
+    /// <summary>Creates an engine.</summary>
+    /// <param name="options">Limits and logging; null for the defaults.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A limit is not positive or not page-aligned.</exception>
+    /// <exception cref="CowSystemException">The memfd, the pool mapping or a table could not be created.</exception>
+    /// <exception cref="PlatformNotSupportedException">Not Linux x64.</exception>
+    public CowMemoryEngine(CowEngineOptions? options = null)
+    {
+        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+            throw new PlatformNotSupportedException("CowEngine runs on Linux x64 only.");
+        options ??= new CowEngineOptions();
+        ILoggerFactory loggerFactory = options.LoggerFactory ?? NullLoggerFactory.Instance;
+        Logger = loggerFactory.CreateLogger<CowMemoryEngine>();
+
+        long capacity = options.CapacityBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / PageSize * PageSize;
+        if (capacity <= 0 || capacity % PageSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(options), capacity, "CapacityBytes must be a positive multiple of 4096.");
+        _maxMapCount = SystemLimits.MaxMapCount();
+        MappingBudget = options.MappingBudget ?? _maxMapCount / 2;
+        if (MappingBudget < 4)
+            throw new ArgumentOutOfRangeException(nameof(options), MappingBudget, "MappingBudget must be at least 4.");
+        CapacityBytes = capacity;
+
+        // Slot space: eight times the capacity, because a chunk (512 slots, 2 MiB) that a view
+        // writes into may be only partly used. It is address space in a sparse file, not memory.
+        ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
+        uint chunkCapacity = (uint)Math.Min(chunksForCapacity * 8 + 64, (CowConstants.None >> CowConstants.LeafShift) - 1);
+        uint leafCapacity = (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
+        Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity);
+        _ = ProcessTables.Table; // installs the handler on first use
+        Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, _maxMapCount);
+    }
+
+    internal EngineHandle Handle { get; }
+
+    internal ILogger Logger { get; }
+
+    /// <summary>The capacity limit in bytes.</summary>
+    public long CapacityBytes { get; }
+
+    /// <summary>The most kernel mappings this engine may use.</summary>
+    public int MappingBudget { get; }
+
+    /// <summary>Creates a zero-filled, writable region.</summary>
+    /// <param name="lengthBytes">Its size: a positive multiple of <see cref="PageSize"/>.</param>
+    /// <returns>The region; dispose it when done.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The size is not positive, not page-aligned, or larger than the capacity.</exception>
+    /// <exception cref="CowCapacityExceededException">The engine's capacity is in use by other views.</exception>
+    /// <exception cref="MappingBudgetExceededException">No mapping budget is left.</exception>
+    /// <exception cref="ObjectDisposedException">The engine is disposed.</exception>
+    public CowView CreateRegion(long lengthBytes)
+    {
+        if (lengthBytes <= 0 || lengthBytes % PageSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(lengthBytes), lengthBytes, "A region's size must be a positive multiple of 4096 bytes.");
+        if (lengthBytes > CapacityBytes)
+            throw new ArgumentOutOfRangeException(nameof(lengthBytes), lengthBytes, $"A region cannot be larger than the engine's capacity ({CapacityBytes} bytes).");
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (CurrentMappings() + 2 > MappingBudget)
+            throw BudgetExceeded("creating a region");
+
+        long pages = lengthBytes / PageSize;
+        ViewHandle handle = ViewHandle.Allocate(this, pages);
+        int error = CowNative.RegionCreate(handle.Entry);
+        if (error != 0)
+        {
+            handle.Dispose();
+            throw Failure(error, "creating a region");
+        }
+        return Track(new CowView(this, handle, isSnapshot: false));
+    }
+
+    /// <summary>Reads the engine's counters.</summary>
+    /// <exception cref="ObjectDisposedException">The engine is disposed.</exception>
+    public CowEngineStats GetStats()
+    {
+        bool added = false;
+        Handle.DangerousAddRef(ref added);
+        try
+        {
+            CowEngineTable* table = Handle.Table;
+            Errno.ThrowIfFailed(CowNative.FileAllocatedBytes(Handle.Memfd, out ulong committed), "reading the pool's size (fstat)");
+            return new CowEngineStats(
+                LiveViews: LiveViewCount,
+                SlotsInUse: (long)Volatile.Read(ref table->SlotsInUse),
+                CommittedBytes: (long)committed,
+                CapacityBytes: CapacityBytes,
+                Mappings: CurrentMappings(),
+                MappingBudget: MappingBudget,
+                WriteFaults: (long)Volatile.Read(ref table->WriteFaults),
+                CopyFaults: (long)Volatile.Read(ref table->CopyFaults),
+                PagesCopied: (long)Volatile.Read(ref table->PagesCopied),
+                Snapshots: (long)Volatile.Read(ref table->Snapshots));
+        }
+        finally
+        {
+            Handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>
+    /// Disposes the engine and every view it made that is still live. Spans over those views must
+    /// not be used afterwards. Calling it again does nothing.
+    /// </summary>
+    public void Dispose()
+    {
+        List<CowView> live = new();
+        lock (_viewsGate)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            foreach (WeakReference<CowView> reference in _views.Values)
+                if (reference.TryGetTarget(out CowView? view))
+                    live.Add(view);
+        }
+        foreach (CowView view in live)
+            view.Dispose();
+        Log.EngineDisposed(Logger, live.Count);
+        Handle.Dispose();
+    }
+
+    internal int LiveViewCount
+    {
+        get
+        {
+            lock (_viewsGate)
+                return _views.Count;
+        }
+    }
+
+    /// <summary>Mappings in use: the views', one gap after each view in the arena, and the pool window.</summary>
+    internal long CurrentMappings() => Volatile.Read(ref Handle.Table->Mappings) + LiveViewCount + 1;
+
+    /// <summary>The mapping budget handed to native operations, which count only view mappings.</summary>
+    internal long NativeMappingBudget(int newViews) => MappingBudget - (LiveViewCount + newViews) - 1;
+
+    internal CowView Track(CowView view)
+    {
+        lock (_viewsGate)
+        {
+            if (_disposed)
+            {
+                view.Dispose();
+                throw new ObjectDisposedException(nameof(CowMemoryEngine));
+            }
+            _views[view.Index] = new WeakReference<CowView>(view);
+        }
+        if (Logger.IsEnabled(LogLevel.Debug))
+            Log.ViewCreated(Logger, view.Length, (ulong)view.BaseAddress, view.IsSnapshot ? "snapshot" : "region");
+        return view;
+    }
+
+    internal void OnViewReleased(uint index)
+    {
+        lock (_viewsGate)
+            _views.Remove(index);
+    }
+
+    internal void OnViewDisposeFailed(int error) => Log.ViewDisposeFailed(Logger, Errno.NameOf(error));
+
+    internal Exception Failure(int error, string operation)
+    {
+        if (error == Errno.EDQUOT || error == Errno.ENOMEM)
+            Log.MappingBudgetReached(Logger, operation, MappingBudget, _maxMapCount);
+        else if (error == Errno.ENOSPC)
+            Log.CapacityReached(Logger, operation, CapacityBytes);
+        return Errno.ToException(error, operation);
+    }
+
+    private MappingBudgetExceededException BudgetExceeded(string operation)
+    {
+        Log.MappingBudgetReached(Logger, operation, MappingBudget, _maxMapCount);
+        return new MappingBudgetExceededException(string.Create(CultureInfo.InvariantCulture,
+            $"{operation} would exceed the engine's mapping budget of {MappingBudget} mappings (vm.max_map_count is {_maxMapCount}); the views were left unchanged."));
+    }
+}

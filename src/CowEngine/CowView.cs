@@ -1,0 +1,231 @@
+using CowEngine.Interop;
+using CowEngine.Internal;
+
+namespace CowEngine;
+
+/// <summary>
+/// A range of copy-on-write memory: a region made by <see cref="CowMemoryEngine.CreateRegion"/> or a
+/// snapshot of another view. Every view is readable and writable at a fixed address for its whole
+/// life; writing a page that other views share copies that page (and only that page) first.
+/// </summary>
+/// <remarks>
+/// <para>Thread safety: any number of threads may read and write a view's memory, the same pages
+/// included, while other threads snapshot it: no write is lost, and a snapshot holds exactly the
+/// writes that completed before <see cref="Snapshot"/> was called. All members are thread-safe.</para>
+/// <para>Lifetime: a view stays mapped until <see cref="Dispose"/>. Spans and pointers into it must
+/// not be used after that: the range becomes inaccessible, and touching it is an access violation
+/// that ends the process (never a silent write into another view). Disposing a view while other
+/// threads still write to it is therefore a bug in the caller; the engine guarantees only that no
+/// other view is affected.</para>
+/// <para>System calls: the kernel does not take write faults on the engine's behalf. read(2) and
+/// .NET APIs that fill a buffer (e.g. <c>RandomAccess.Read</c>) fail with EFAULT ("Bad address"), or
+/// return a short count, when their buffer covers a page that is still shared. Call
+/// <see cref="PrepareForWrite"/> on the buffer first.</para>
+/// </remarks>
+public sealed unsafe class CowView : IDisposable
+{
+    private readonly ViewHandle _handle;
+
+    internal CowView(CowMemoryEngine engine, ViewHandle handle, bool isSnapshot)
+    {
+        Engine = engine;
+        _handle = handle;
+        IsSnapshot = isSnapshot;
+        PageCount = (long)handle.Entry->PageCount;
+        Length = PageCount * CowMemoryEngine.PageSize;
+        BaseAddress = (nint)handle.Entry->Base;
+        Index = handle.Entry->Index;
+    }
+
+    /// <summary>The engine this view belongs to.</summary>
+    public CowMemoryEngine Engine { get; }
+
+    /// <summary>Size in bytes (a multiple of <see cref="CowMemoryEngine.PageSize"/>).</summary>
+    public long Length { get; }
+
+    /// <summary>Size in pages.</summary>
+    public long PageCount { get; }
+
+    /// <summary>Address of the first byte. Stable for the view's whole life.</summary>
+    public nint BaseAddress { get; }
+
+    /// <summary>Pointer to the first byte. Stable for the view's whole life.</summary>
+    public byte* Pointer => (byte*)BaseAddress;
+
+    /// <summary>True for a view made by <see cref="Snapshot"/>.</summary>
+    public bool IsSnapshot { get; }
+
+    /// <summary>True once <see cref="Dispose"/> was called (or the engine was disposed).</summary>
+    public bool IsDisposed => _handle.IsClosed;
+
+    internal uint Index { get; }
+
+    /// <summary>The whole view as a span.</summary>
+    /// <exception cref="InvalidOperationException">The view is larger than 2 GiB - 1 bytes: use <see cref="AsSpan(long, int)"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    public Span<byte> AsSpan()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (Length > int.MaxValue)
+            throw new InvalidOperationException($"The view is {Length} bytes, more than a span can hold; use AsSpan(offset, length).");
+        return new Span<byte>(Pointer, (int)Length);
+    }
+
+    /// <summary>A part of the view as a span.</summary>
+    /// <param name="offset">Byte offset from the start of the view.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    public Span<byte> AsSpan(long offset, int length)
+    {
+        CheckRange(offset, length);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        return new Span<byte>(Pointer + offset, length);
+    }
+
+    /// <summary>A part of the view as a span of <typeparamref name="T"/>.</summary>
+    /// <param name="byteOffset">Byte offset from the start of the view (need not be aligned).</param>
+    /// <param name="count">Number of elements.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    public Span<T> AsSpan<T>(long byteOffset, int count) where T : unmanaged
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        CheckRange(byteOffset, (long)count * sizeof(T));
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        return new Span<T>(Pointer + byteOffset, count);
+    }
+
+    /// <summary>
+    /// Takes a snapshot: a new view that holds this view's contents as of this call. Both stay
+    /// writable; neither sees the other's later writes. Costs no copying: pages are shared until
+    /// written. Snapshots of snapshots work to any depth.
+    /// </summary>
+    /// <returns>The snapshot; dispose it when done.</returns>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    /// <exception cref="MappingBudgetExceededException">The snapshot would exceed the mapping budget; nothing changed.</exception>
+    /// <exception cref="CowSystemException">A system call failed; both views are unchanged.</exception>
+    public CowView Snapshot()
+    {
+        bool added = false;
+        _handle.DangerousAddRef(ref added);
+        try
+        {
+            ViewHandle target = ViewHandle.Allocate(Engine, PageCount);
+            int error = CowNative.ViewSnapshot(_handle.Entry, target.Entry, Engine.NativeMappingBudget(newViews: 1));
+            if (error != 0)
+            {
+                target.Dispose();
+                throw Engine.Failure(error, "taking a snapshot");
+            }
+            return Engine.Track(new CowView(Engine, target, isSnapshot: true));
+        }
+        finally
+        {
+            if (added)
+                _handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>
+    /// Makes the pages covering [<paramref name="offset"/>, <paramref name="offset"/> +
+    /// <paramref name="length"/>) private and writable now, copying those that are shared, so that
+    /// the kernel can write into them: system calls such as read(2) do not raise the write fault the
+    /// engine relies on, and fail with EFAULT on a shared page instead. The range need not be
+    /// page-aligned. The pages stay writable until the next <see cref="Snapshot"/> of this view.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    /// <exception cref="CowCapacityExceededException">No slot was left for a copy; pages before it were prepared.</exception>
+    /// <exception cref="MappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count); pages before it were prepared.</exception>
+    public void PrepareForWrite(long offset, long length)
+    {
+        CheckRange(offset, length);
+        if (length == 0)
+            return;
+        ulong first = (ulong)offset / CowMemoryEngine.PageSize;
+        ulong end = ((ulong)(offset + length) + CowMemoryEngine.PageSize - 1) / CowMemoryEngine.PageSize;
+        bool added = false;
+        _handle.DangerousAddRef(ref added);
+        try
+        {
+            int error = CowNative.ViewPrepareWrite(_handle.Entry, first, end - first);
+            if (error != 0)
+                throw Engine.Failure(error, "preparing pages for writing");
+        }
+        finally
+        {
+            if (added)
+                _handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>Counts this view's private and shared pages and reads its counters.</summary>
+    /// <remarks>Takes time proportional to the view's size.</remarks>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    public CowViewStats GetStats()
+    {
+        CowViewStatsNative stats;
+        bool added = false;
+        _handle.DangerousAddRef(ref added);
+        try
+        {
+            Errno.ThrowIfFailed(CowNative.ViewStats(_handle.Entry, &stats), "reading view statistics");
+        }
+        finally
+        {
+            if (added)
+                _handle.DangerousRelease();
+        }
+        return new CowViewStats((long)stats.PrivatePages, (long)stats.SharedPages, (long)stats.WritablePages,
+            stats.Mappings, (long)stats.WriteFaults, (long)stats.PagesCopied);
+    }
+
+    /// <summary>The slot (4 KiB of the pool file) behind a page; for tests and diagnostics.</summary>
+    internal uint SlotOf(long page)
+    {
+        bool added = false;
+        _handle.DangerousAddRef(ref added);
+        try
+        {
+            return CowNative.ViewSlotOf(_handle.Entry, (ulong)page);
+        }
+        finally
+        {
+            if (added)
+                _handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>Recounts the view's mappings from its page table; for tests.</summary>
+    internal long CountMappings()
+    {
+        bool added = false;
+        _handle.DangerousAddRef(ref added);
+        try
+        {
+            return CowNative.ViewCountMappings(_handle.Entry);
+        }
+        finally
+        {
+            if (added)
+                _handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>
+    /// Releases the view: its range becomes inaccessible and every page no other view references
+    /// returns to the pool (and its memory to the kernel). Other views are unaffected. Calling it
+    /// again does nothing. If another thread is inside a call on this view, the release happens when
+    /// that call returns.
+    /// </summary>
+    public void Dispose() => _handle.Dispose();
+
+    private void CheckRange(long offset, long length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (offset > Length || length > Length - offset)
+            throw new ArgumentOutOfRangeException(nameof(length), $"The range [{offset}, {offset}+{length}) is not inside the view of {Length} bytes.");
+    }
+}

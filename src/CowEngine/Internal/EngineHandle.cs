@@ -1,0 +1,88 @@
+using System.Runtime.InteropServices;
+using CowEngine.Interop;
+
+namespace CowEngine.Internal;
+
+/// <summary>
+/// Owns one engine's native state: the memfd, the pool window that maps all of it, and the tables
+/// (slot refcounts, chunk and leaf tables) the shim reads and updates. Every live view holds a
+/// reference (DangerousAddRef), so the tables outlive the last view, and the last fault on it.
+/// </summary>
+internal sealed unsafe class EngineHandle : SafeHandle
+{
+    private readonly MemfdHandle _memfd;
+    private readonly ulong _poolBytes;
+    private readonly (nint Address, ulong Bytes)[] _tables;
+
+    private EngineHandle(CowEngineTable* table, MemfdHandle memfd, ulong poolBytes, (nint, ulong)[] tables)
+        : base(0, ownsHandle: true)
+    {
+        SetHandle((nint)table);
+        _memfd = memfd;
+        _poolBytes = poolBytes;
+        _tables = tables;
+    }
+
+    public CowEngineTable* Table => (CowEngineTable*)handle;
+
+    public override bool IsInvalid => handle == 0;
+
+    public int Memfd => _memfd.Fd;
+
+    /// <summary>Creates the memfd, maps it and allocates the tables for the given limits.</summary>
+    public static EngineHandle Create(ulong slotLimit, uint chunkCapacity, uint leafCapacity)
+    {
+        ulong poolBytes = (ulong)chunkCapacity << CowConstants.SegmentShift;
+        MemfdHandle memfd = MemfdHandle.Create("cowengine-slots", poolBytes);
+        var tables = new List<(nint, ulong)>();
+        var table = (CowEngineTable*)NativeMemory.AlignedAlloc((nuint)sizeof(CowEngineTable), 64);
+        NativeMemory.Clear(table, (nuint)sizeof(CowEngineTable));
+        try
+        {
+            Errno.ThrowIfFailed(CowNative.MapPool(memfd.Fd, poolBytes, out nint pool), "mapping the slot pool");
+            table->Pool = (byte*)pool;
+            ulong slots = (ulong)chunkCapacity << CowConstants.LeafShift;
+            table->SlotRefcounts = (uint*)Allocate(tables, slots * sizeof(uint), "slot refcounts");
+            table->ChunkLive = (uint*)Allocate(tables, (ulong)chunkCapacity * sizeof(uint), "chunk table");
+            table->ChunkFree = (uint*)Allocate(tables, (ulong)chunkCapacity * sizeof(uint), "chunk free list");
+            table->LeafRefcounts = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf refcounts");
+            table->LeafEntries = (uint*)Allocate(tables, ((ulong)leafCapacity << CowConstants.LeafShift) * sizeof(uint), "leaf table");
+            table->LeafFree = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf free list");
+            table->SlotLimit = slotLimit;
+            table->ChunkCapacity = chunkCapacity;
+            table->LeafCapacity = leafCapacity;
+            table->Memfd = memfd.Fd;
+            Errno.ThrowIfFailed(CowNative.EngineInit(table), "initialising the engine");
+            return new EngineHandle(table, memfd, poolBytes, tables.ToArray());
+        }
+        catch
+        {
+            Free(table, tables, poolBytes);
+            memfd.Dispose();
+            throw;
+        }
+    }
+
+    private static nint Allocate(List<(nint, ulong)> tables, ulong bytes, string what)
+    {
+        Errno.ThrowIfFailed(CowNative.AllocateTable(bytes, out nint address), $"allocating the {what}");
+        tables.Add((address, bytes));
+        return address;
+    }
+
+    private static void Free(CowEngineTable* table, IEnumerable<(nint Address, ulong Bytes)> tables, ulong poolBytes)
+    {
+        if (table->Pool != null)
+            CowNative.Release((nint)table->Pool, poolBytes);
+        foreach (var (address, bytes) in tables)
+            CowNative.Release(address, bytes);
+        NativeMemory.AlignedFree(table);
+    }
+
+    protected override bool ReleaseHandle()
+    {
+        Free(Table, _tables, _poolBytes);
+        _memfd.Dispose();
+        return true;
+    }
+}

@@ -1,0 +1,82 @@
+using System.Runtime.InteropServices;
+using CowEngine.Interop;
+
+namespace CowEngine.Internal;
+
+/// <summary>
+/// Owns one entry of the process view table and the per-view arrays hanging off it. Every API call
+/// on a view holds a reference (SafeHandle add-ref), so the entry is disposed natively, its arrays
+/// freed and the entry recycled only after the last call in flight has returned.
+/// </summary>
+internal sealed unsafe class ViewHandle : SafeHandle
+{
+    private readonly CowMemoryEngine _engine;
+    private readonly long _segments;
+    private bool _engineReferenced;
+
+    private ViewHandle(CowMemoryEngine engine, CowViewEntry* entry, long segments) : base(0, ownsHandle: true)
+    {
+        _engine = engine;
+        _segments = segments;
+        SetHandle((nint)entry);
+    }
+
+    public CowViewEntry* Entry => (CowViewEntry*)handle;
+
+    public override bool IsInvalid => handle == 0;
+
+    /// <summary>A FREE entry with its arrays, ready for cow_region_create or cow_view_snapshot.</summary>
+    public static ViewHandle Allocate(CowMemoryEngine engine, long pageCount)
+    {
+        long segments = (pageCount + CowConstants.LeafPages - 1) >> CowConstants.LeafShift;
+        CowViewEntry* entry = ProcessTables.RentEntry(segments);
+        var view = new ViewHandle(engine, entry, segments);
+        bool success = false;
+        try
+        {
+            engine.Handle.DangerousAddRef(ref view._engineReferenced);
+            entry->PageCount = (ulong)pageCount;
+            entry->SegmentCount = (uint)segments;
+            entry->Engine = engine.Handle.Table;
+            entry->Leaves = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
+            entry->WriteChunks = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
+            entry->WritableBits = (ulong*)NativeMemory.AllocZeroed((nuint)((pageCount + 63) / 64), sizeof(ulong));
+            entry->Mappings = 0;
+            success = true;
+            return view;
+        }
+        finally
+        {
+            if (!success)
+                view.Dispose();
+        }
+    }
+
+    protected override bool ReleaseHandle()
+    {
+        CowViewEntry* entry = Entry;
+        bool rangeIsUnmapped = true;
+        if (Volatile.Read(ref entry->State) == CowConstants.ViewLive)
+        {
+            int error = CowNative.ViewDispose(entry);
+            if (error != 0)
+            {
+                // The range is still mapped onto slots that were therefore not released: never hand
+                // it out again. Memory is leaked, but no other view can be corrupted.
+                rangeIsUnmapped = false;
+                _engine.OnViewDisposeFailed(error);
+            }
+        }
+        NativeMemory.Free(entry->Leaves);
+        NativeMemory.Free(entry->WriteChunks);
+        NativeMemory.Free(entry->WritableBits);
+        entry->Leaves = null;
+        entry->WriteChunks = null;
+        entry->WritableBits = null;
+        ProcessTables.ReturnEntry(entry, _segments, rangeIsUnmapped);
+        _engine.OnViewReleased(entry->Index);
+        if (_engineReferenced)
+            _engine.Handle.DangerousRelease();
+        return true;
+    }
+}

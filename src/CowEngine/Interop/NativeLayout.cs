@@ -1,0 +1,103 @@
+using System.Runtime.InteropServices;
+
+namespace CowEngine.Interop;
+
+// Managed mirrors of the structs in native/include/cow_engine.h. The managed side allocates and
+// lays out every table the native shim uses; field order, types and sizes must match the C
+// declarations exactly (checked by static_assert in native/src/cow_layout.c and by the
+// NativeLayoutTests test, which compares these offsets with the shim's own).
+
+/// <summary>Constants shared with the native shim.</summary>
+internal static class CowConstants
+{
+    public const int PageShift = 12;
+    public const int PageSize = 1 << PageShift;
+    public const int LeafShift = 9;
+    public const int LeafPages = 1 << LeafShift;
+    public const int SegmentShift = PageShift + LeafShift;
+    public const long SegmentSize = 1L << SegmentShift;
+    public const uint None = 0xFFFFFFFFu;
+    public const int StripeCount = 1024;
+
+    public const uint ViewFree = 0;
+    public const uint ViewLive = 1;
+    public const uint ViewDisposed = 2;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct CowEngineTable
+{
+    public byte* Pool;
+    public uint* SlotRefcounts;
+    public uint* ChunkLive;
+    public uint* ChunkFree;
+    public uint* LeafRefcounts;
+    public uint* LeafEntries;
+    public uint* LeafFree;
+    public ulong SlotLimit;
+    public uint ChunkCapacity;
+    public uint LeafCapacity;
+    public int Memfd;
+    public uint Reserved0;
+
+    public uint AllocLock;
+    public uint ChunkFreeCount;
+    public uint ChunkBump;
+    public uint LeafFreeCount;
+    public uint LeafBump;
+    public uint Reserved1;
+
+    public ulong SlotsInUse;
+    public ulong ChunksInUse;
+    public ulong LeavesInUse;
+    public long Mappings;
+    public ulong WriteFaults;
+    public ulong CopyFaults;
+    public ulong PagesCopied;
+    public ulong Snapshots;
+
+    public fixed uint Stripes[CowConstants.StripeCount];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct CowViewEntry
+{
+    public ulong Base;
+    public ulong PageCount;
+    public CowEngineTable* Engine;
+    public uint* Leaves;
+    public uint* WriteChunks;
+    public ulong* WritableBits;
+    public uint SegmentCount;
+    public uint Index;
+
+    public uint Lock;
+    public uint State;
+
+    public long Mappings;
+    public ulong WriteFaults;
+    public ulong PagesCopied;
+    public fixed ulong Reserved[3];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct CowProcessTable
+{
+    public ulong ArenaBase;
+    public ulong ArenaSize;
+    public uint* Directory;
+    public CowViewEntry* Views;
+    public uint ViewCapacity;
+    public uint Reserved;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal struct CowViewStatsNative
+{
+    public ulong PrivatePages;
+    public ulong SharedPages;
+    public ulong WritablePages;
+    public long Mappings;
+    public ulong WriteFaults;
+    public ulong PagesCopied;
+}

@@ -1,0 +1,4 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("CowEngine.Tests")]
+[assembly: InternalsVisibleTo("CowEngine.Benchmarks")]

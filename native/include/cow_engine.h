@@ -9,10 +9,13 @@
  *   pointer to the process table.
  *
  * THE HANDLER'S CONTRACT (what runs inside SIGSEGV)
- *   - It acts only on a WRITE fault (x86-64 page-fault error code bit 1) with si_code SEGV_ACCERR
- *     whose address lies in a LIVE view. Everything else - reads, executes, unmapped addresses,
- *     disposed views, addresses outside the arena - goes to the handler that was installed before
- *     ours, called exactly as the kernel would have called it (see cow_signal.c).
+ *   - It acts only on a fault with si_code SEGV_ACCERR on a page of a LIVE view that is not an
+ *     instruction fetch: a write to a page that is shared or write-protected (it makes the page
+ *     private and writable), or any access to a page of a snapshot that is not mapped yet (snapshots
+ *     are mapped lazily, run by run, on first touch). Everything else - executes, addresses outside
+ *     the arena or past a view's last page, disposed views, unmapped memory - goes to the handler
+ *     that was installed before ours, called exactly as the kernel would have called it
+ *     (see cow_signal.c).
  *   - It calls only async-signal-safe functions: mmap, mprotect, fallocate, write, sched_yield,
  *     pthread_sigmask, abort. No malloc, no stdio, no managed callback (a call into .NET from here
  *     kills the runtime), no lock that managed code can hold. errno is saved and restored.
@@ -94,6 +97,7 @@ typedef struct cow_engine {
     uint64_t copy_faults;       /* ... of which copied a shared page */
     uint64_t pages_copied;      /* by faults and by cow_view_prepare_write */
     uint64_t snapshots;
+    uint64_t read_faults;       /* first touches of lazily mapped snapshot pages */
 
     /* ---- striped per-(view, segment) locks ---- */
     uint32_t stripes[COW_STRIPE_COUNT];
@@ -111,7 +115,8 @@ typedef struct cow_view {
     cow_engine_t *engine;
     uint32_t *leaves;           /* [segment_count] leaf per segment */
     uint32_t *write_chunks;     /* [segment_count] chunk receiving this view's copies, or COW_NONE */
-    uint64_t *writable_bits;    /* [(page_count + 63) / 64] page mapped writable since last freeze */
+    uint64_t *mapped_bits;      /* [(page_count + 63) / 64] page mapped onto its slot (else PROT_NONE) */
+    uint64_t *writable_bits;    /* [(page_count + 63) / 64] page mapped writable (a subset of mapped) */
     uint32_t segment_count;
     uint32_t index;             /* this entry's position in the view table */
 
@@ -123,7 +128,7 @@ typedef struct cow_view {
     int64_t mappings;           /* kernel mappings this view's range currently consists of */
     uint64_t write_faults;      /* faults the handler resolved on this view */
     uint64_t pages_copied;      /* private copies made for this view (faults and prepare_write) */
-    uint64_t reserved[3];
+    uint64_t reserved[2];
 } cow_view_t;
 
 /* The process-wide tables the handler starts from. */
@@ -140,6 +145,7 @@ typedef struct cow_view_stats {
     uint64_t private_pages;     /* pages only this view references */
     uint64_t shared_pages;      /* pages whose slot another view (or leaf) also references */
     uint64_t writable_pages;    /* pages currently mapped writable */
+    uint64_t mapped_pages;      /* pages mapped at all (a snapshot maps its pages on first touch) */
     int64_t mappings;
     uint64_t write_faults;
     uint64_t pages_copied;
@@ -164,13 +170,32 @@ COW_API int cow_engine_init(cow_engine_t *engine);
 /* ---- views (each is one native call, so a GC never stops one halfway) ---- */
 
 /* Backs a FREE view (base, page_count, engine and arrays set by the owner) with fresh zeroed slots,
- * maps it read-write and publishes it. */
-COW_API int cow_region_create(cow_view_t *view);
+ * maps it and publishes it. Mapped read-write, so that first writes cost only the kernel's own
+ * fault; with track_writes, mapped read-only, so that every page's first write is seen (one
+ * mprotect fault each) and cow_view_take_dirty reports exactly the pages written. */
+COW_API int cow_region_create(cow_view_t *view, int track_writes);
 
 /* Makes `target` (FREE, same page_count as source) a copy-on-write snapshot of `source`: the
- * source is write-protected, every page is shared, and target is mapped read-only. Consistent cut:
- * writes that completed before the call are in both, later writes in neither. */
+ * source's writable pages are write-protected, its leaves shared with the target, and the target
+ * left unmapped until it is touched. Costs the writable runs of the source plus one step per 2 MiB.
+ * Consistent cut: writes that completed before the call are in both, later writes in neither. */
 COW_API int cow_view_snapshot(cow_view_t *source, cow_view_t *target, int64_t mapping_budget);
+
+/* Makes `view` hold exactly the contents of `source` (same engine and page_count), sharing its
+ * pages. Costs the pages whose slots differ (segments whose leaves are equal are skipped). Both
+ * views stay writable. On failure both are unchanged. */
+COW_API int cow_view_restore(cow_view_t *view, cow_view_t *source, int64_t mapping_budget);
+
+/* Sets bit p of `bits_out` (zeroed by the caller, (page_count + 63) / 64 words) for every page
+ * whose slot differs between the two views (same page_count): the pages whose contents CAN differ.
+ * Never misses a changed page; reports a page written with the bytes it already held. Segments
+ * that share a leaf are skipped, so two views of one lineage cost what differs between them. */
+COW_API int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *count_out);
+
+/* Get and reset: copies into bits_out the pages made writable since the view was created (if it
+ * tracks writes), last snapshotted or last asked, then write-protects them again, so the next call
+ * reports only pages written after this one. Costs the dirty runs. */
+COW_API int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_out);
 
 /* Unpublishes a LIVE view, replaces its range with PROT_NONE and releases its pages. */
 COW_API int cow_view_dispose(cow_view_t *view);

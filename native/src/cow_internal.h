@@ -41,14 +41,46 @@ static inline uint32_t cow_slot_of(cow_view_t *view, uint64_t page)
     return cow_leaf_entries(view->engine, leaf)[page & (COW_LEAF_PAGES - 1)];
 }
 
-static inline int cow_is_writable(const cow_view_t *view, uint64_t page)
+/* Per-page state bits. A segment's 512 bits fill 8 whole words, so the bits of one segment are
+ * only ever written under that segment's stripe lock (or the view's write lock). */
+static inline int cow_bit(const uint64_t *bits, uint64_t page)
 {
-    return (int)((view->writable_bits[page >> 6] >> (page & 63)) & 1);
+    return (int)((bits[page >> 6] >> (page & 63)) & 1);
 }
 
-static inline void cow_set_writable(cow_view_t *view, uint64_t page)
+static inline void cow_bit_set(uint64_t *bits, uint64_t page)
 {
-    view->writable_bits[page >> 6] |= 1ull << (page & 63);
+    bits[page >> 6] |= 1ull << (page & 63);
+}
+
+static inline void cow_bit_clear(uint64_t *bits, uint64_t page)
+{
+    bits[page >> 6] &= ~(1ull << (page & 63));
+}
+
+static inline int cow_is_writable(const cow_view_t *view, uint64_t page)
+{
+    return cow_bit(view->writable_bits, page);
+}
+
+static inline int cow_is_mapped(const cow_view_t *view, uint64_t page)
+{
+    return cow_bit(view->mapped_bits, page);
+}
+
+/* Mapping class of a page: what the kernel's mapping of it looks like. */
+#define COW_CLASS_UNMAPPED 0 /* PROT_NONE anonymous (a snapshot page not touched yet) */
+#define COW_CLASS_READ 1     /* the slot, read-only */
+#define COW_CLASS_WRITE 2    /* the slot, read-write */
+
+static inline int cow_page_class(const cow_view_t *view, uint64_t page)
+{
+    return cow_is_mapped(view, page) ? 1 + cow_is_writable(view, page) : COW_CLASS_UNMAPPED;
+}
+
+static inline uint64_t cow_bitmap_words(const cow_view_t *view)
+{
+    return (view->page_count + 63) / 64;
 }
 
 /* ---- os layer (cow_os.c) ---- */
@@ -109,10 +141,21 @@ typedef struct cow_resolve_result {
 COW_INTERNAL int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count,
                                            int trust_writable_bits, cow_resolve_result_t *result);
 
+/* Maps read-only the run of not-yet-mapped pages with file-contiguous slots around `page`, within
+ * its segment (a first touch of a snapshot page), or, if the page is mapped already, maps it again
+ * with the protection the page table says it has. Same locking as cow_resolve_segment_range. */
+COW_INTERNAL int cow_map_for_read(cow_view_t *view, uint64_t page);
+
 /* Number of mapping boundaries ("this page starts a new mapping") in [first, last]. */
 COW_INTERNAL int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last);
 
+/* Adds `delta` to the mapping count of the view and of its engine. */
+COW_INTERNAL void cow_mappings_add(cow_view_t *view, int64_t delta);
+
 /* ---- fault path (cow_signal.c) ---- */
+
+/* One line naming the cause on stderr, then abort(): for states the engine cannot leave safely. */
+COW_INTERNAL __attribute__((noreturn)) void cow_die(const char *what, int error);
 COW_INTERNAL cow_process_t *cow_process(void);
 COW_INTERNAL void cow_directory_publish(cow_view_t *view, uint32_t value);
 

@@ -36,22 +36,24 @@ COW_EXPECT(cow_engine_t, write_faults, 136);
 COW_EXPECT(cow_engine_t, copy_faults, 144);
 COW_EXPECT(cow_engine_t, pages_copied, 152);
 COW_EXPECT(cow_engine_t, snapshots, 160);
-COW_EXPECT(cow_engine_t, stripes, 168);
-_Static_assert(sizeof(cow_engine_t) == 168 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
+COW_EXPECT(cow_engine_t, read_faults, 168);
+COW_EXPECT(cow_engine_t, stripes, 176);
+_Static_assert(sizeof(cow_engine_t) == 176 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
 
 COW_EXPECT(cow_view_t, base, 0);
 COW_EXPECT(cow_view_t, page_count, 8);
 COW_EXPECT(cow_view_t, engine, 16);
 COW_EXPECT(cow_view_t, leaves, 24);
 COW_EXPECT(cow_view_t, write_chunks, 32);
-COW_EXPECT(cow_view_t, writable_bits, 40);
-COW_EXPECT(cow_view_t, segment_count, 48);
-COW_EXPECT(cow_view_t, index, 52);
-COW_EXPECT(cow_view_t, lock, 56);
-COW_EXPECT(cow_view_t, state, 60);
-COW_EXPECT(cow_view_t, mappings, 64);
-COW_EXPECT(cow_view_t, write_faults, 72);
-COW_EXPECT(cow_view_t, pages_copied, 80);
+COW_EXPECT(cow_view_t, mapped_bits, 40);
+COW_EXPECT(cow_view_t, writable_bits, 48);
+COW_EXPECT(cow_view_t, segment_count, 56);
+COW_EXPECT(cow_view_t, index, 60);
+COW_EXPECT(cow_view_t, lock, 64);
+COW_EXPECT(cow_view_t, state, 68);
+COW_EXPECT(cow_view_t, mappings, 72);
+COW_EXPECT(cow_view_t, write_faults, 80);
+COW_EXPECT(cow_view_t, pages_copied, 88);
 _Static_assert(sizeof(cow_view_t) == 112, "cow_view_t size");
 
 COW_EXPECT(cow_process_t, arena_base, 0);
@@ -64,10 +66,11 @@ _Static_assert(sizeof(cow_process_t) == 40, "cow_process_t size");
 COW_EXPECT(cow_view_stats_t, private_pages, 0);
 COW_EXPECT(cow_view_stats_t, shared_pages, 8);
 COW_EXPECT(cow_view_stats_t, writable_pages, 16);
-COW_EXPECT(cow_view_stats_t, mappings, 24);
-COW_EXPECT(cow_view_stats_t, write_faults, 32);
-COW_EXPECT(cow_view_stats_t, pages_copied, 40);
-_Static_assert(sizeof(cow_view_stats_t) == 48, "cow_view_stats_t size");
+COW_EXPECT(cow_view_stats_t, mapped_pages, 24);
+COW_EXPECT(cow_view_stats_t, mappings, 32);
+COW_EXPECT(cow_view_stats_t, write_faults, 40);
+COW_EXPECT(cow_view_stats_t, pages_copied, 48);
+_Static_assert(sizeof(cow_view_stats_t) == 56, "cow_view_stats_t size");
 
 typedef struct cow_layout_row {
     const char *struct_name;
@@ -90,10 +93,10 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_engine_t, slots_in_use), COW_ROW(cow_engine_t, chunks_in_use),
     COW_ROW(cow_engine_t, leaves_in_use), COW_ROW(cow_engine_t, mappings), COW_ROW(cow_engine_t, write_faults),
     COW_ROW(cow_engine_t, copy_faults), COW_ROW(cow_engine_t, pages_copied), COW_ROW(cow_engine_t, snapshots),
-    COW_ROW(cow_engine_t, stripes),
+    COW_ROW(cow_engine_t, read_faults), COW_ROW(cow_engine_t, stripes),
     COW_SIZE(cow_view_t),
     COW_ROW(cow_view_t, base), COW_ROW(cow_view_t, page_count), COW_ROW(cow_view_t, engine),
-    COW_ROW(cow_view_t, leaves), COW_ROW(cow_view_t, write_chunks), COW_ROW(cow_view_t, writable_bits),
+    COW_ROW(cow_view_t, leaves), COW_ROW(cow_view_t, write_chunks), COW_ROW(cow_view_t, mapped_bits), COW_ROW(cow_view_t, writable_bits),
     COW_ROW(cow_view_t, segment_count), COW_ROW(cow_view_t, index), COW_ROW(cow_view_t, lock),
     COW_ROW(cow_view_t, state), COW_ROW(cow_view_t, mappings), COW_ROW(cow_view_t, write_faults),
     COW_ROW(cow_view_t, pages_copied),
@@ -102,7 +105,8 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_process_t, views), COW_ROW(cow_process_t, view_capacity),
     COW_SIZE(cow_view_stats_t),
     COW_ROW(cow_view_stats_t, private_pages), COW_ROW(cow_view_stats_t, shared_pages),
-    COW_ROW(cow_view_stats_t, writable_pages), COW_ROW(cow_view_stats_t, mappings),
+    COW_ROW(cow_view_stats_t, writable_pages), COW_ROW(cow_view_stats_t, mapped_pages),
+    COW_ROW(cow_view_stats_t, mappings),
     COW_ROW(cow_view_stats_t, write_faults), COW_ROW(cow_view_stats_t, pages_copied),
 };
 

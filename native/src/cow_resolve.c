@@ -32,31 +32,72 @@ int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last)
             count++;
             continue;
         }
-        uint32_t previous = cow_slot_of(view, page - 1), current = cow_slot_of(view, page);
-        if (current != previous + 1 || cow_is_writable(view, page - 1) != cow_is_writable(view, page))
+        int previous_class = cow_page_class(view, page - 1), current_class = cow_page_class(view, page);
+        if (current_class != previous_class)
+            count++;
+        else if (current_class != COW_CLASS_UNMAPPED &&
+                 cow_slot_of(view, page) != cow_slot_of(view, page - 1) + 1)
             count++;
     }
     return count;
 }
 
+void cow_mappings_add(cow_view_t *view, int64_t delta)
+{
+    if (delta == 0)
+        return;
+    cow_add(&view->mappings, delta);
+    cow_add(&view->engine->mappings, delta);
+}
+
+int cow_map_for_read(cow_view_t *view, uint64_t page)
+{
+    uint64_t segment_first = page & ~(uint64_t)(COW_LEAF_PAGES - 1);
+    uint64_t segment_end = segment_first + COW_LEAF_PAGES;
+    if (segment_end > view->page_count)
+        segment_end = view->page_count;
+    uint64_t first = page, end = page + 1;
+    int class = cow_page_class(view, page);
+    if (class == COW_CLASS_UNMAPPED) {
+        /* First touch: map the whole run of untouched pages with contiguous slots around it, so a
+         * sequential reader takes one fault per run, not one per page. */
+        while (first > segment_first && !cow_is_mapped(view, first - 1) &&
+               cow_slot_of(view, first - 1) + 1 == cow_slot_of(view, first))
+            first--;
+        while (end < segment_end && !cow_is_mapped(view, end) &&
+               cow_slot_of(view, end) == cow_slot_of(view, end - 1) + 1)
+            end++;
+    }
+    int64_t before = cow_boundaries(view, first, end);
+    int error = cow_os_map_slots(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT,
+                                 class == COW_CLASS_WRITE, view->engine->memfd,
+                                 (uint64_t)cow_slot_of(view, first) << COW_PAGE_SHIFT);
+    if (error != 0)
+        return error;
+    for (uint64_t p = first; p < end; p++)
+        cow_bit_set(view->mapped_bits, p);
+    cow_mappings_add(view, cow_boundaries(view, first, end) - before);
+    return 0;
+}
+
 /* Maps pages [first, first + count) read-write onto `slots` (their new slots) with one call per run
- * of contiguous slots: mmap where the run contains a fresh copy, mprotect where it does not. Returns
- * the number of pages mapped before the first failure in *mapped_out. */
+ * of contiguous slots: mmap where the run contains a fresh copy or a page not mapped yet, mprotect
+ * where it does not. Returns the number of pages mapped before the first failure in *mapped_out. */
 static int cow_map_batch(cow_view_t *view, uint64_t first, uint32_t count, const uint32_t *slots,
                          const uint32_t *old_slots, uint32_t *mapped_out, int *failed_call_out)
 {
     uint32_t start = 0;
     while (start < count) {
         uint32_t end = start + 1;
-        int copied = old_slots[start] != COW_NONE;
+        int needs_mmap = old_slots[start] != COW_NONE || !cow_is_mapped(view, first + start);
         while (end < count && slots[end] == slots[end - 1] + 1) {
-            copied |= old_slots[end] != COW_NONE;
+            needs_mmap |= old_slots[end] != COW_NONE || !cow_is_mapped(view, first + end);
             end++;
         }
         uint64_t address = cow_page_address(view, first + start);
         uint64_t length = (uint64_t)(end - start) << COW_PAGE_SHIFT;
         int error;
-        if (copied) {
+        if (needs_mmap) {
             error = cow_os_map_slots(address, length, 1, view->engine->memfd,
                                      (uint64_t)slots[start] << COW_PAGE_SHIFT);
             *failed_call_out = COW_CALL_MMAP;
@@ -164,7 +205,8 @@ int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count, 
                     cow_slot_release(&batch, old_slots[i]);
                     copies++;
                 }
-                cow_set_writable(view, p);
+                cow_bit_set(view->mapped_bits, p);
+                cow_bit_set(view->writable_bits, p);
             } else if (old_slots[i] != COW_NONE) {
                 cow_slot_release(&batch, slots[i]);
             }
@@ -172,11 +214,7 @@ int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count, 
         done += batch_count;
     }
 
-    int64_t delta = cow_boundaries(view, first, first + count) - boundaries_before;
-    if (delta != 0) {
-        cow_add(&view->mappings, delta);
-        cow_add(&engine->mappings, delta);
-    }
+    cow_mappings_add(view, cow_boundaries(view, first, first + count) - boundaries_before);
     if (copies != 0) {
         cow_add(&engine->pages_copied, copies);
         cow_add(&view->pages_copied, copies);

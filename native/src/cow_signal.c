@@ -3,10 +3,11 @@
  * on to the handler that was installed before ours exactly as the kernel would have delivered it.
  *
  * The fault path, step by step (docs/design.md explains why each step is safe):
- *   1. Not a write (page-fault error code bit 1) to a present page (SEGV_ACCERR)?  -> chain.
- *   2. Address outside the arena, or its 2 MiB directory entry empty?            -> chain.
- *   3. Read-lock the view, check it is LIVE and the address within its pages.     -> else chain.
- *   4. Lock the (view, segment) stripe and make the page private and writable.
+ *   1. Not SEGV_ACCERR (a mapping exists but denies the access), or an instruction fetch? -> chain.
+ *   2. Address outside the arena, or its 2 MiB directory entry empty?                   -> chain.
+ *   3. Read-lock the view, check it is LIVE and the address within its pages.            -> else chain.
+ *   4. Lock the (view, segment) stripe. A write: make the page private and writable. A read:
+ *      map the untouched run around the page read-only (snapshots are mapped lazily).
  *   5. Unlock, restore errno, return: the kernel restarts the faulting instruction.
  * If step 4 fails the process cannot continue correctly: one line on stderr names the cause, then
  * abort().
@@ -20,7 +21,8 @@
 #include <sys/ucontext.h>
 #include <unistd.h>
 
-#define COW_PF_WRITE 0x2 /* x86 page-fault error code: the access was a write */
+#define COW_PF_WRITE 0x2        /* x86 page-fault error code: the access was a write */
+#define COW_PF_INSTRUCTION 0x10 /* ... the access was an instruction fetch */
 
 static cow_process_t *g_process;
 static struct sigaction g_previous;
@@ -90,6 +92,22 @@ static __attribute__((noreturn)) void cow_fatal(uint64_t address, int error, int
     abort();
 }
 
+void cow_die(const char *what, int error)
+{
+    cow_line_t line = {.length = 0};
+    cow_line_add(&line, "CowEngine: fatal: ");
+    cow_line_add(&line, what);
+    cow_line_add(&line, " failed with ");
+    const char *name = strerrorname_np(error);
+    cow_line_add(&line, name != NULL ? name : "an unknown error");
+    if (error == ENOMEM)
+        cow_line_add(&line, " (the process has reached vm.max_map_count mappings)");
+    cow_line_add(&line, "; the engine cannot leave its views consistent\n");
+    ssize_t ignored = write(STDERR_FILENO, line.text, line.length);
+    (void)ignored;
+    abort();
+}
+
 /* ---- chaining ---- */
 
 static void cow_chain(int signal_number, siginfo_t *info, void *context)
@@ -125,7 +143,7 @@ static void cow_chain(int signal_number, siginfo_t *info, void *context)
 /* ---- the handler ---- */
 
 /* Returns 1 when the fault was ours and is resolved, 0 when it must be passed on. */
-static int cow_try_resolve(uint64_t address)
+static int cow_try_resolve(uint64_t address, int is_write)
 {
     cow_process_t *process = cow_process();
     if (process == NULL || address - process->arena_base >= process->arena_size)
@@ -142,17 +160,22 @@ static int cow_try_resolve(uint64_t address)
     }
     uint64_t page = (address - view->base) >> COW_PAGE_SHIFT;
     uint32_t *stripe = cow_stripe_for(view, (uint32_t)(page >> COW_LEAF_SHIFT));
-    cow_resolve_result_t result;
+    cow_resolve_result_t result = {COW_CALL_NONE, 0};
     cow_spin_lock(stripe);
-    int error = cow_resolve_segment_range(view, page, 1, 0, &result);
+    int error = is_write ? cow_resolve_segment_range(view, page, 1, 0, &result)
+                         : cow_map_for_read(view, page);
     cow_spin_unlock(stripe);
     if (error != 0)
-        cow_fatal(address, error, result.failed_call);
+        cow_fatal(address, error, is_write ? result.failed_call : COW_CALL_MMAP);
     cow_engine_t *engine = view->engine;
-    cow_add(&view->write_faults, 1u);
-    cow_add(&engine->write_faults, 1u);
-    if (result.copies != 0)
-        cow_add(&engine->copy_faults, 1u);
+    if (is_write) {
+        cow_add(&view->write_faults, 1u);
+        cow_add(&engine->write_faults, 1u);
+        if (result.copies != 0)
+            cow_add(&engine->copy_faults, 1u);
+    } else {
+        cow_add(&engine->read_faults, 1u);
+    }
     cow_read_unlock(&view->lock);
     return 1;
 }
@@ -161,8 +184,11 @@ static void cow_on_sigsegv(int signal_number, siginfo_t *info, void *context)
 {
     int saved_errno = errno;
     ucontext_t *ucontext = context;
-    int is_write = (ucontext->uc_mcontext.gregs[REG_ERR] & COW_PF_WRITE) != 0;
-    if (info->si_code == SEGV_ACCERR && is_write && cow_try_resolve((uint64_t)info->si_addr)) {
+    greg_t error_code = ucontext->uc_mcontext.gregs[REG_ERR];
+    int is_write = (error_code & COW_PF_WRITE) != 0;
+    int is_fetch = (error_code & COW_PF_INSTRUCTION) != 0;
+    if (info->si_code == SEGV_ACCERR && !is_fetch &&
+        cow_try_resolve((uint64_t)info->si_addr, is_write)) {
         errno = saved_errno;
         return;
     }

@@ -8,11 +8,6 @@
 #include <errno.h>
 #include <string.h>
 
-static uint64_t cow_bitmap_words(const cow_view_t *view)
-{
-    return (view->page_count + 63) / 64;
-}
-
 static int cow_view_shape_is_valid(const cow_view_t *view)
 {
     cow_process_t *process = cow_process();
@@ -46,18 +41,84 @@ static int cow_map_runs(cow_view_t *view, int writable)
     return 0;
 }
 
-/* Mappings a view would have with every page read-only: runs of file-contiguous slots. */
-static int64_t cow_read_only_runs(cow_view_t *view)
+/* First page >= from whose bit is set (or `end`). */
+static uint64_t cow_next_set(const uint64_t *bits, uint64_t from, uint64_t end)
 {
-    int64_t runs = 1;
-    uint32_t previous = cow_slot_of(view, 0);
-    for (uint64_t page = 1; page < view->page_count; page++) {
-        uint32_t current = cow_slot_of(view, page);
-        if (current != previous + 1)
-            runs++;
-        previous = current;
+    while (from < end) {
+        uint64_t word = bits[from >> 6] >> (from & 63);
+        if (word != 0) {
+            from += (uint64_t)__builtin_ctzll(word);
+            return from < end ? from : end;
+        }
+        from = (from | 63) + 1;
     }
-    return runs;
+    return end;
+}
+
+/* First page >= from whose bit is clear (or `end`). */
+static uint64_t cow_next_clear(const uint64_t *bits, uint64_t from, uint64_t end)
+{
+    while (from < end) {
+        uint64_t word = ~bits[from >> 6] >> (from & 63);
+        if (word != 0) {
+            from += (uint64_t)__builtin_ctzll(word);
+            return from < end ? from : end;
+        }
+        from = (from | 63) + 1;
+    }
+    return end;
+}
+
+/* Write-protects every writable run of a view; the caller holds its write lock. Costs one mprotect
+ * per writable run (the pages written since the last freeze), not the view's size. If a call
+ * fails, the runs before it are recorded as protected and the rest keep their bits, so the bits
+ * always say exactly which pages are writable. */
+static int cow_freeze(cow_view_t *view, uint64_t *pages_out)
+{
+    uint64_t page = 0, frozen = 0;
+    for (;;) {
+        uint64_t first = cow_next_set(view->writable_bits, page, view->page_count);
+        if (first == view->page_count)
+            break;
+        uint64_t end = cow_next_clear(view->writable_bits, first, view->page_count);
+        int64_t before = cow_boundaries(view, first, end);
+        int error = cow_os_protect(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT, 0);
+        if (error != 0)
+            return error;
+        for (uint64_t p = first; p < end; p++)
+            cow_bit_clear(view->writable_bits, p);
+        cow_mappings_add(view, cow_boundaries(view, first, end) - before);
+        frozen += end - first;
+        page = end;
+    }
+    if (pages_out != NULL)
+        *pages_out = frozen;
+    return 0;
+}
+
+/* Takes the write (or read) locks of two views in index order, so two operations on the same pair
+ * can never wait for each other. */
+static void cow_lock_pair(cow_view_t *a, cow_view_t *b, int write)
+{
+    cow_view_t *first = a->index < b->index ? a : b, *second = first == a ? b : a;
+    if (write) {
+        cow_write_lock(&first->lock);
+        cow_write_lock(&second->lock);
+    } else {
+        cow_read_lock(&first->lock);
+        cow_read_lock(&second->lock);
+    }
+}
+
+static void cow_unlock_pair(cow_view_t *a, cow_view_t *b, int write)
+{
+    if (write) {
+        cow_write_unlock(&a->lock);
+        cow_write_unlock(&b->lock);
+    } else {
+        cow_read_unlock(&a->lock);
+        cow_read_unlock(&b->lock);
+    }
 }
 
 static void cow_view_go_live(cow_view_t *view)
@@ -70,7 +131,7 @@ static void cow_view_go_live(cow_view_t *view)
     cow_directory_publish(view, view->index + 1);
 }
 
-int cow_region_create(cow_view_t *view)
+int cow_region_create(cow_view_t *view, int track_writes)
 {
     if (!cow_view_shape_is_valid(view) || cow_load_acquire(&view->state) == COW_VIEW_LIVE)
         return EINVAL;
@@ -115,7 +176,7 @@ int cow_region_create(cow_view_t *view)
         }
     }
     if (error == 0)
-        error = cow_map_runs(view, 1);
+        error = cow_map_runs(view, !track_writes);
     if (error != 0) {
         cow_release_batch_t batch;
         cow_batch_begin(&batch, engine);
@@ -131,7 +192,14 @@ int cow_region_create(cow_view_t *view)
         return error;
     }
 
-    memset(view->writable_bits, 0xFF, cow_bitmap_words(view) * sizeof(uint64_t));
+    /* Set exactly the bits of pages [0, page_count): the boundary scans read them. */
+    memset(view->mapped_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+    memset(view->writable_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+    for (uint64_t page = 0; page < view->page_count; page++) {
+        cow_bit_set(view->mapped_bits, page);
+        if (!track_writes)
+            cow_bit_set(view->writable_bits, page);
+    }
     view->mappings = cow_boundaries(view, 0, view->page_count - 1);
     cow_add(&engine->mappings, view->mappings);
     cow_view_go_live(view);
@@ -150,53 +218,33 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target, int64_t mapping_bu
         cow_write_unlock(&source->lock);
         return EINVAL;
     }
-
-    /* Both views will consist of the read-only runs of the source's slots. */
-    int64_t runs = cow_read_only_runs(source);
-    int64_t after = cow_load_relaxed(&engine->mappings) - source->mappings + 2 * runs;
-    if (mapping_budget >= 0 && after > mapping_budget) {
+    /* Freezing only merges mappings; the target starts as one PROT_NONE run. */
+    if (mapping_budget >= 0 && cow_load_relaxed(&engine->mappings) + 1 > mapping_budget) {
         cow_write_unlock(&source->lock);
         return EDQUOT;
     }
 
-    /* The cut: once mprotect returns, every CPU's write to the source faults (the kernel flushed
-     * the TLBs), and the faults wait for our lock. Everything written before is in the slots. */
-    int error = cow_os_protect(source->base, source->page_count << COW_PAGE_SHIFT, 0);
-    memset(source->writable_bits, 0, cow_bitmap_words(source) * sizeof(uint64_t));
+    /* The cut: when a run's mprotect returns, the kernel has flushed every CPU's TLB, so a write to
+     * it faults and waits for our lock; everything written before is in the shared slots. */
+    int error = cow_freeze(source, NULL);
     if (error != 0) {
-        /* Some mappings may be read-only now: harmless, the pages stay private and the next write
-         * makes them writable again. Recount so the budget stays right. */
-        int64_t now = cow_boundaries(source, 0, source->page_count - 1);
-        cow_add(&engine->mappings, now - source->mappings);
-        source->mappings = now;
         cow_write_unlock(&source->lock);
         return error;
     }
-
     for (uint32_t g = 0; g < source->segment_count; g++) {
         target->leaves[g] = source->leaves[g];
         cow_add(&engine->leaf_refcounts[source->leaves[g]], 1u);
         target->write_chunks[g] = COW_NONE;
     }
+    /* The target maps nothing yet: each run is mapped when first touched (cow_map_for_read). */
+    memset(target->mapped_bits, 0, cow_bitmap_words(target) * sizeof(uint64_t));
     memset(target->writable_bits, 0, cow_bitmap_words(target) * sizeof(uint64_t));
-    error = cow_map_runs(target, 0);
-    if (error != 0) {
-        cow_release_batch_t batch;
-        cow_batch_begin(&batch, engine);
-        cow_os_reserve_fixed(target->base, target->page_count << COW_PAGE_SHIFT);
-        for (uint32_t g = 0; g < target->segment_count; g++)
-            cow_leaf_release(&batch, target->leaves[g]);
-        cow_batch_flush(&batch);
-    } else {
-        cow_add(&engine->mappings, 2 * runs - source->mappings);
-        source->mappings = runs;
-        target->mappings = runs;
-        cow_add(&engine->snapshots, 1u);
-    }
+    target->mappings = 1;
+    cow_add(&engine->mappings, 1);
+    cow_add(&engine->snapshots, 1u);
     cow_write_unlock(&source->lock);
-    if (error == 0)
-        cow_view_go_live(target);
-    return error;
+    cow_view_go_live(target);
+    return 0;
 }
 
 int cow_view_dispose(cow_view_t *view)
@@ -230,6 +278,199 @@ int cow_view_dispose(cow_view_t *view)
     cow_batch_flush(&batch);
     view->mappings = 0;
     return 0;
+}
+
+/* A page of a segment being restored needs a new mapping if it is mapped and either its slot
+ * changes or it is writable (every page of the restored segment ends read-only and shared). */
+static int cow_restore_selects(cow_view_t *view, uint64_t page, const uint32_t *a, const uint32_t *b)
+{
+    uint32_t i = (uint32_t)(page & (COW_LEAF_PAGES - 1));
+    return cow_is_mapped(view, page) && (a[i] != b[i] || cow_is_writable(view, page));
+}
+
+/* Maps the selected pages of [first, end) (one segment) onto `to` entries: read-only, or with the
+ * protection the bits record when keep_class (undoing). One call per run of contiguous slots.
+ * *done_out is the first page not handled when a call fails. */
+static int cow_restore_map(cow_view_t *view, uint64_t first, uint64_t end, const uint32_t *to,
+                           const uint32_t *from, int keep_class, uint64_t *done_out)
+{
+    uint64_t page = first;
+    while (page < end) {
+        if (!cow_restore_selects(view, page, to, from)) {
+            page++;
+            continue;
+        }
+        int writable = keep_class && cow_is_writable(view, page);
+        uint64_t run_end = page + 1;
+        while (run_end < end && cow_restore_selects(view, run_end, to, from) &&
+               to[run_end & (COW_LEAF_PAGES - 1)] == to[(run_end - 1) & (COW_LEAF_PAGES - 1)] + 1 &&
+               (keep_class && cow_is_writable(view, run_end)) == writable)
+            run_end++;
+        int error = cow_os_map_slots(cow_page_address(view, page), (run_end - page) << COW_PAGE_SHIFT,
+                                     writable, view->engine->memfd,
+                                     (uint64_t)to[page & (COW_LEAF_PAGES - 1)] << COW_PAGE_SHIFT);
+        if (error != 0) {
+            *done_out = page;
+            return error;
+        }
+        page = run_end;
+    }
+    *done_out = end;
+    return 0;
+}
+
+static uint64_t cow_segment_end(const cow_view_t *view, uint32_t segment)
+{
+    uint64_t end = ((uint64_t)segment + 1) << COW_LEAF_SHIFT;
+    return end < view->page_count ? end : view->page_count;
+}
+
+/* The boundary positions a changed segment accounts for: its own pages, and the first page of the
+ * next segment only if that one does not change too (else the next segment counts it), so that
+ * the counts before and after see each position once, in its initial and in its final state. */
+static uint64_t cow_restore_last_position(cow_view_t *view, cow_view_t *source, uint32_t segment)
+{
+    uint64_t end = cow_segment_end(view, segment);
+    int next_changes = segment + 1 < view->segment_count &&
+                       view->leaves[segment + 1] != source->leaves[segment + 1];
+    return next_changes ? end - 1 : end;
+}
+
+int cow_view_restore(cow_view_t *view, cow_view_t *source, int64_t mapping_budget)
+{
+    if (!cow_view_shape_is_valid(view) || !cow_view_shape_is_valid(source) ||
+        view->engine != source->engine || view->page_count != source->page_count)
+        return EINVAL;
+    if (view == source)
+        return 0;
+    cow_engine_t *engine = view->engine;
+    cow_lock_pair(view, source, 1);
+    if (view->state != COW_VIEW_LIVE || source->state != COW_VIEW_LIVE) {
+        cow_unlock_pair(view, source, 1);
+        return EINVAL;
+    }
+    /* The source's pages are about to be shared: write-protect the ones it wrote. */
+    int error = cow_freeze(source, NULL);
+    if (error != 0) {
+        cow_unlock_pair(view, source, 1);
+        return error;
+    }
+
+    /* Pass 1: the segments that differ, the mappings they count now, the runs they will remap. */
+    int64_t before = 0, remapped = 0;
+    for (uint32_t g = 0; g < view->segment_count; g++) {
+        if (view->leaves[g] == source->leaves[g])
+            continue;
+        uint64_t first = (uint64_t)g << COW_LEAF_SHIFT, end = cow_segment_end(view, g);
+        const uint32_t *old = cow_leaf_entries(engine, view->leaves[g]);
+        const uint32_t *new = cow_leaf_entries(engine, source->leaves[g]);
+        before += cow_boundaries(view, first, cow_restore_last_position(view, source, g));
+        for (uint64_t p = first; p < end; p++)
+            remapped += cow_restore_selects(view, p, new, old) && (p == first || !cow_restore_selects(view, p - 1, new, old));
+    }
+    if (mapping_budget >= 0 && cow_load_relaxed(&engine->mappings) + 2 * remapped > mapping_budget) {
+        cow_unlock_pair(view, source, 1);
+        return EDQUOT;
+    }
+
+    /* Pass 2: map the source's slots over the pages that change; undo everything on failure. */
+    uint32_t failed_segment = view->segment_count;
+    uint64_t failed_page = 0;
+    for (uint32_t g = 0; g < view->segment_count && error == 0; g++) {
+        if (view->leaves[g] == source->leaves[g])
+            continue;
+        error = cow_restore_map(view, (uint64_t)g << COW_LEAF_SHIFT, cow_segment_end(view, g),
+                                cow_leaf_entries(engine, source->leaves[g]),
+                                cow_leaf_entries(engine, view->leaves[g]), 0, &failed_page);
+        if (error != 0)
+            failed_segment = g;
+    }
+    if (error != 0) {
+        for (uint32_t g = 0; g <= failed_segment && g < view->segment_count; g++) {
+            if (view->leaves[g] == source->leaves[g])
+                continue;
+            uint64_t end = g == failed_segment ? failed_page : cow_segment_end(view, g), ignored;
+            int undo = cow_restore_map(view, (uint64_t)g << COW_LEAF_SHIFT, end,
+                                       cow_leaf_entries(engine, view->leaves[g]),
+                                       cow_leaf_entries(engine, source->leaves[g]), 1, &ignored);
+            if (undo != 0)
+                cow_die("undoing a failed restore", undo);
+        }
+        cow_unlock_pair(view, source, 1);
+        return error;
+    }
+
+    /* Pass 3: commit - share the source's leaves, drop ours; every restored page is read-only. */
+    cow_release_batch_t batch;
+    cow_batch_begin(&batch, engine);
+    int64_t after = 0;
+    for (uint32_t g = 0; g < view->segment_count; g++) {
+        uint32_t old_leaf = view->leaves[g];
+        if (old_leaf == source->leaves[g])
+            continue;
+        uint64_t first = (uint64_t)g << COW_LEAF_SHIFT, end = cow_segment_end(view, g);
+        cow_add(&engine->leaf_refcounts[source->leaves[g]], 1u);
+        cow_store_release(&view->leaves[g], source->leaves[g]);
+        cow_leaf_release(&batch, old_leaf);
+        for (uint64_t p = first; p < end; p++)
+            cow_bit_clear(view->writable_bits, p);
+        after += cow_boundaries(view, first, cow_restore_last_position(view, source, g));
+    }
+    cow_batch_flush(&batch);
+    cow_mappings_add(view, after - before);
+    cow_unlock_pair(view, source, 1);
+    return 0;
+}
+
+int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *count_out)
+{
+    *count_out = 0;
+    if (!cow_view_shape_is_valid(a) || !cow_view_shape_is_valid(b) || a->engine != b->engine ||
+        a->page_count != b->page_count)
+        return EINVAL;
+    if (a == b)
+        return cow_load_acquire(&a->state) == COW_VIEW_LIVE ? 0 : EINVAL;
+    cow_engine_t *engine = a->engine;
+    cow_lock_pair(a, b, 0);
+    if (a->state != COW_VIEW_LIVE || b->state != COW_VIEW_LIVE) {
+        cow_unlock_pair(a, b, 0);
+        return EINVAL;
+    }
+    uint64_t count = 0;
+    for (uint32_t g = 0; g < a->segment_count; g++) {
+        uint32_t leaf_a = cow_load_acquire(&a->leaves[g]), leaf_b = cow_load_acquire(&b->leaves[g]);
+        if (leaf_a == leaf_b)
+            continue; /* one leaf: identical pages, whatever the segment holds */
+        const uint32_t *entries_a = cow_leaf_entries(engine, leaf_a);
+        const uint32_t *entries_b = cow_leaf_entries(engine, leaf_b);
+        uint64_t first = (uint64_t)g << COW_LEAF_SHIFT, end = cow_segment_end(a, g);
+        for (uint64_t p = first; p < end; p++) {
+            uint32_t i = (uint32_t)(p - first);
+            if (cow_load_relaxed(&entries_a[i]) != cow_load_relaxed(&entries_b[i])) {
+                cow_bit_set(bits_out, p);
+                count++;
+            }
+        }
+    }
+    cow_unlock_pair(a, b, 0);
+    *count_out = count;
+    return 0;
+}
+
+int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_out)
+{
+    *count_out = 0;
+    if (!cow_view_shape_is_valid(view))
+        return EINVAL;
+    cow_write_lock(&view->lock);
+    if (view->state != COW_VIEW_LIVE) {
+        cow_write_unlock(&view->lock);
+        return EINVAL;
+    }
+    memcpy(bits_out, view->writable_bits, cow_bitmap_words(view) * sizeof(uint64_t));
+    int error = cow_freeze(view, count_out);
+    cow_write_unlock(&view->lock);
+    return error;
 }
 
 int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_count)
@@ -284,6 +525,7 @@ int cow_view_stats(cow_view_t *view, cow_view_stats_t *stats)
             else
                 stats->shared_pages++;
             stats->writable_pages += (uint64_t)cow_is_writable(view, page);
+            stats->mapped_pages += (uint64_t)cow_is_mapped(view, page);
         }
     }
     stats->mappings = cow_load_relaxed(&view->mappings);

@@ -71,12 +71,19 @@ public sealed unsafe class CowMemoryEngine : IDisposable
 
     /// <summary>Creates a zero-filled, writable region.</summary>
     /// <param name="lengthBytes">Its size: a positive multiple of <see cref="PageSize"/>.</param>
+    /// <param name="trackWrites">
+    /// False (the default): the region is mapped writable, so filling it costs only the kernel's own
+    /// first-touch faults, and <see cref="CowView.TakeDirtyPages"/> counts every page as dirty until
+    /// the region's first snapshot or TakeDirtyPages call. True: the region starts write-protected,
+    /// so each page's first write costs one engine fault, and dirty-page tracking is exact from
+    /// creation.
+    /// </param>
     /// <returns>The region; dispose it when done.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The size is not positive, not page-aligned, or larger than the capacity.</exception>
     /// <exception cref="CowCapacityExceededException">The engine's capacity is in use by other views.</exception>
     /// <exception cref="MappingBudgetExceededException">No mapping budget is left.</exception>
     /// <exception cref="ObjectDisposedException">The engine is disposed.</exception>
-    public CowView CreateRegion(long lengthBytes)
+    public CowView CreateRegion(long lengthBytes, bool trackWrites = false)
     {
         if (lengthBytes <= 0 || lengthBytes % PageSize != 0)
             throw new ArgumentOutOfRangeException(nameof(lengthBytes), lengthBytes, "A region's size must be a positive multiple of 4096 bytes.");
@@ -88,7 +95,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
 
         long pages = lengthBytes / PageSize;
         ViewHandle handle = ViewHandle.Allocate(this, pages);
-        int error = CowNative.RegionCreate(handle.Entry);
+        int error = CowNative.RegionCreate(handle.Entry, trackWrites ? 1 : 0);
         if (error != 0)
         {
             handle.Dispose();
@@ -117,7 +124,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
                 WriteFaults: (long)Volatile.Read(ref table->WriteFaults),
                 CopyFaults: (long)Volatile.Read(ref table->CopyFaults),
                 PagesCopied: (long)Volatile.Read(ref table->PagesCopied),
-                Snapshots: (long)Volatile.Read(ref table->Snapshots));
+                Snapshots: (long)Volatile.Read(ref table->Snapshots),
+                ReadFaults: (long)Volatile.Read(ref table->ReadFaults));
         }
         finally
         {

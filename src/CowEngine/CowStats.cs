@@ -4,6 +4,7 @@ namespace CowEngine;
 /// <param name="PrivatePages">Pages that only this view references: writing them costs nothing extra.</param>
 /// <param name="SharedPages">Pages shared with another view: the next write to each copies it.</param>
 /// <param name="WritablePages">Pages mapped writable right now (written since the view's last snapshot).</param>
+/// <param name="MappedPages">Pages mapped at all: a snapshot maps its pages on first touch.</param>
 /// <param name="Mappings">Kernel mappings (VMAs) the view's range consists of.</param>
 /// <param name="WriteFaults">Write faults the engine resolved on this view.</param>
 /// <param name="PagesCopied">Private copies made for this view, by faults and by PrepareForWrite.</param>
@@ -11,6 +12,7 @@ public readonly record struct CowViewStats(
     long PrivatePages,
     long SharedPages,
     long WritablePages,
+    long MappedPages,
     long Mappings,
     long WriteFaults,
     long PagesCopied)
@@ -33,6 +35,7 @@ public readonly record struct CowViewStats(
 /// <param name="CopyFaults">Write faults that copied a shared page.</param>
 /// <param name="PagesCopied">Private copies made, by faults and by PrepareForWrite.</param>
 /// <param name="Snapshots">Snapshots taken.</param>
+/// <param name="ReadFaults">First touches of snapshot pages, which map them.</param>
 public readonly record struct CowEngineStats(
     long LiveViews,
     long SlotsInUse,
@@ -43,4 +46,5 @@ public readonly record struct CowEngineStats(
     long WriteFaults,
     long CopyFaults,
     long PagesCopied,
-    long Snapshots);
+    long Snapshots,
+    long ReadFaults);

@@ -128,6 +128,82 @@ public sealed unsafe class CowView : IDisposable
     }
 
     /// <summary>
+    /// Rolls this view back (or forward) to <paramref name="source"/>: afterwards it holds exactly
+    /// the source's contents, sharing its pages (nothing is copied). Costs time proportional to the
+    /// pages that differ between the two (2 MiB stretches they share are skipped), so rolling a
+    /// view back to its own snapshot costs the pages written since. Both views stay usable and
+    /// writable; the source's written pages become write-protected (shared).
+    /// </summary>
+    /// <param name="source">A live view of the same engine and the same size; usually a snapshot of this view.</param>
+    /// <exception cref="ArgumentException">The source belongs to another engine or has another size.</exception>
+    /// <exception cref="ObjectDisposedException">Either view is disposed.</exception>
+    /// <exception cref="MappingBudgetExceededException">The restore could exceed the mapping budget; nothing changed.</exception>
+    /// <exception cref="CowSystemException">A system call failed; nothing changed.</exception>
+    public void RestoreTo(CowView source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        CheckSameShape(source, nameof(source));
+        WithBoth(source, (a, b) => CowNative.ViewRestore(a, b, Engine.NativeMappingBudget(newViews: 0)), "restoring a view");
+    }
+
+    /// <summary>
+    /// The pages whose contents can differ between this view and <paramref name="other"/>: the
+    /// pages that map different slots. Never misses a page that differs; may include a page that was
+    /// written (or prepared for writing) with the bytes it already held. For two views of one
+    /// lineage (a view and its snapshots, their snapshots, ...) the cost follows the pages written
+    /// since they parted, not the view's size. Pages changed by concurrent writes may or may not be
+    /// included.
+    /// </summary>
+    /// <param name="other">A live view of the same engine and size.</param>
+    /// <exception cref="ArgumentException">The other view belongs to another engine or has another size.</exception>
+    /// <exception cref="ObjectDisposedException">Either view is disposed.</exception>
+    public CowPageSet GetChangedPages(CowView other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        CheckSameShape(other, nameof(other));
+        var bits = new ulong[ViewHandle.BitmapWords(PageCount)];
+        ulong count = 0;
+        fixed (ulong* bitsPointer = bits)
+        {
+            ulong* p = bitsPointer;
+            WithBoth(other, (a, b) => CowNative.ViewDiff(a, b, p, out count), "comparing views");
+        }
+        return new CowPageSet(bits, PageCount, (long)count);
+    }
+
+    /// <summary>
+    /// Get and reset: the pages written since this view was last snapshotted or last asked (or
+    /// since creation, for a region made with trackWrites), after which they are write-protected
+    /// again so the next call reports only later writes. A page counts once it has been made
+    /// writable: by a write fault, or by <see cref="PrepareForWrite"/> (even if nothing was then
+    /// written). Costs the dirty runs, not the view's size. The next write to each returned page
+    /// costs one engine fault (an mprotect, no copy).
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    public CowPageSet TakeDirtyPages()
+    {
+        var bits = new ulong[ViewHandle.BitmapWords(PageCount)];
+        ulong count = 0;
+        bool added = false;
+        _handle.DangerousAddRef(ref added);
+        try
+        {
+            fixed (ulong* p = bits)
+            {
+                int error = CowNative.ViewTakeDirty(_handle.Entry, p, out count);
+                if (error != 0)
+                    throw Engine.Failure(error, "collecting dirty pages");
+            }
+        }
+        finally
+        {
+            if (added)
+                _handle.DangerousRelease();
+        }
+        return new CowPageSet(bits, PageCount, (long)count);
+    }
+
+    /// <summary>
     /// Makes the pages covering [<paramref name="offset"/>, <paramref name="offset"/> +
     /// <paramref name="length"/>) private and writable now, copying those that are shared, so that
     /// the kernel can write into them: system calls such as read(2) do not raise the write fault the
@@ -178,7 +254,7 @@ public sealed unsafe class CowView : IDisposable
                 _handle.DangerousRelease();
         }
         return new CowViewStats((long)stats.PrivatePages, (long)stats.SharedPages, (long)stats.WritablePages,
-            stats.Mappings, (long)stats.WriteFaults, (long)stats.PagesCopied);
+            (long)stats.MappedPages, stats.Mappings, (long)stats.WriteFaults, (long)stats.PagesCopied);
     }
 
     /// <summary>The slot (4 KiB of the pool file) behind a page; for tests and diagnostics.</summary>
@@ -220,6 +296,36 @@ public sealed unsafe class CowView : IDisposable
     /// that call returns.
     /// </summary>
     public void Dispose() => _handle.Dispose();
+
+    private delegate int PairOperation(CowViewEntry* self, CowViewEntry* other);
+
+    private void WithBoth(CowView other, PairOperation operation, string what)
+    {
+        bool selfAdded = false, otherAdded = false;
+        try
+        {
+            _handle.DangerousAddRef(ref selfAdded);
+            other._handle.DangerousAddRef(ref otherAdded);
+            int error = operation(_handle.Entry, other._handle.Entry);
+            if (error != 0)
+                throw Engine.Failure(error, what);
+        }
+        finally
+        {
+            if (otherAdded)
+                other._handle.DangerousRelease();
+            if (selfAdded)
+                _handle.DangerousRelease();
+        }
+    }
+
+    private void CheckSameShape(CowView other, string parameterName)
+    {
+        if (!ReferenceEquals(other.Engine, Engine))
+            throw new ArgumentException("The views belong to different engines.", parameterName);
+        if (other.Length != Length)
+            throw new ArgumentException($"The views differ in size ({other.Length} and {Length} bytes).", parameterName);
+    }
 
     private void CheckRange(long offset, long length)
     {

@@ -40,7 +40,8 @@ internal sealed unsafe class ViewHandle : SafeHandle
             entry->Engine = engine.Handle.Table;
             entry->Leaves = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
             entry->WriteChunks = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
-            entry->WritableBits = (ulong*)NativeMemory.AllocZeroed((nuint)((pageCount + 63) / 64), sizeof(ulong));
+            entry->MappedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
+            entry->WritableBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->Mappings = 0;
             success = true;
             return view;
@@ -51,6 +52,9 @@ internal sealed unsafe class ViewHandle : SafeHandle
                 view.Dispose();
         }
     }
+
+    /// <summary>Words of a per-page bitmap.</summary>
+    public static long BitmapWords(long pageCount) => (pageCount + 63) / 64;
 
     protected override bool ReleaseHandle()
     {
@@ -69,9 +73,11 @@ internal sealed unsafe class ViewHandle : SafeHandle
         }
         NativeMemory.Free(entry->Leaves);
         NativeMemory.Free(entry->WriteChunks);
+        NativeMemory.Free(entry->MappedBits);
         NativeMemory.Free(entry->WritableBits);
         entry->Leaves = null;
         entry->WriteChunks = null;
+        entry->MappedBits = null;
         entry->WritableBits = null;
         ProcessTables.ReturnEntry(entry, _segments, rangeIsUnmapped);
         _engine.OnViewReleased(entry->Index);

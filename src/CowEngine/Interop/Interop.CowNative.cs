@@ -25,10 +25,19 @@ internal static unsafe partial class CowNative
     public static partial int EngineInit(CowEngineTable* engine);
 
     [LibraryImport(Library, EntryPoint = "cow_region_create")]
-    public static partial int RegionCreate(CowViewEntry* view);
+    public static partial int RegionCreate(CowViewEntry* view, int trackWrites);
 
     [LibraryImport(Library, EntryPoint = "cow_view_snapshot")]
     public static partial int ViewSnapshot(CowViewEntry* source, CowViewEntry* target, long mappingBudget);
+
+    [LibraryImport(Library, EntryPoint = "cow_view_restore")]
+    public static partial int ViewRestore(CowViewEntry* view, CowViewEntry* source, long mappingBudget);
+
+    [LibraryImport(Library, EntryPoint = "cow_view_diff")]
+    public static partial int ViewDiff(CowViewEntry* a, CowViewEntry* b, ulong* bits, out ulong count);
+
+    [LibraryImport(Library, EntryPoint = "cow_view_take_dirty")]
+    public static partial int ViewTakeDirty(CowViewEntry* view, ulong* bits, out ulong count);
 
     [LibraryImport(Library, EntryPoint = "cow_view_dispose")]
     public static partial int ViewDispose(CowViewEntry* view);

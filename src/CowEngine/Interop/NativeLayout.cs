@@ -55,6 +55,7 @@ internal unsafe struct CowEngineTable
     public ulong CopyFaults;
     public ulong PagesCopied;
     public ulong Snapshots;
+    public ulong ReadFaults;
 
     public fixed uint Stripes[CowConstants.StripeCount];
 }
@@ -67,6 +68,7 @@ internal unsafe struct CowViewEntry
     public CowEngineTable* Engine;
     public uint* Leaves;
     public uint* WriteChunks;
+    public ulong* MappedBits;
     public ulong* WritableBits;
     public uint SegmentCount;
     public uint Index;
@@ -77,7 +79,7 @@ internal unsafe struct CowViewEntry
     public long Mappings;
     public ulong WriteFaults;
     public ulong PagesCopied;
-    public fixed ulong Reserved[3];
+    public fixed ulong Reserved[2];
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -97,6 +99,7 @@ internal struct CowViewStatsNative
     public ulong PrivatePages;
     public ulong SharedPages;
     public ulong WritablePages;
+    public ulong MappedPages;
     public long Mappings;
     public ulong WriteFaults;
     public ulong PagesCopied;

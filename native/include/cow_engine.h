@@ -27,6 +27,9 @@
  *   - When it cannot resolve a fault it must not return (the write would fault forever) nor lose
  *     data: it writes one line naming the cause to stderr and calls abort().
  *
+ * FORK: in a child made by fork() every view is inaccessible (the arena is remapped PROT_NONE and
+ * the handler stops recognising views), because the child shares the parent's memfds.
+ *
  * FUNCTIONS return 0 or a positive errno value; they never set errno for the caller. Two values have
  * an engine-specific meaning on top of the system's:
  *   ENOSPC  the engine's slot capacity, chunk space or leaf table is exhausted;

@@ -15,6 +15,7 @@
 #include "cow_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,21 @@ static void cow_on_sigsegv(int signal_number, siginfo_t *info, void *context)
     cow_chain(signal_number, info, context);
 }
 
+/* fork() policy: a child gets a copy of our tables but SHARES the memfds with the parent, so a write
+ * the child resolved would take slots the parent believes free, and a write to a page that is
+ * writable in the parent would land in the parent's memory. The child therefore sees no views: the
+ * handler stops recognising them and the whole arena becomes PROT_NONE, so any touch of a view in
+ * the child is an ordinary access violation. (A .NET process may run only native code in a forked
+ * child anyway; fork + exec, and posix_spawn, are unaffected.) */
+static void cow_after_fork_in_child(void)
+{
+    cow_process_t *process = cow_process();
+    if (process == NULL)
+        return;
+    cow_store_release(&g_process, (cow_process_t *)NULL);
+    cow_os_reserve_fixed(process->arena_base, process->arena_size);
+}
+
 int cow_install(cow_process_t *process)
 {
     if (process == NULL || process->directory == NULL || process->views == NULL)
@@ -222,6 +238,8 @@ int cow_install(cow_process_t *process)
             if (sigaction(SIGSEGV, &action, NULL) != 0) {
                 error = errno;
                 cow_store_release(&g_process, (cow_process_t *)NULL);
+            } else {
+                error = pthread_atfork(NULL, NULL, cow_after_fork_in_child);
             }
         }
     }

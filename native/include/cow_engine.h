@@ -30,6 +30,10 @@
  * FORK: in a child made by fork() every view is inaccessible (the arena is remapped PROT_NONE and
  * the handler stops recognising views), because the child shares the parent's memfds.
  *
+ * MAPPINGS ARE A CACHE of the page table: when the engine's mappings exceed its budget, whole
+ * 2 MiB segments of its views are unmapped (PROT_NONE) and mapped again, run by run, on their next
+ * touch. Pages prepared for writing are never unmapped before the view's next freeze.
+ *
  * FUNCTIONS return 0 or a positive errno value; they never set errno for the caller. Two values have
  * an engine-specific meaning on top of the system's:
  *   ENOSPC  the engine's slot capacity, chunk space or leaf table is exhausted;
@@ -101,6 +105,11 @@ typedef struct cow_engine {
     uint64_t pages_copied;      /* by faults and by cow_view_prepare_write */
     uint64_t snapshots;
     uint64_t read_faults;       /* first touches of lazily mapped snapshot pages */
+    uint64_t evictions;         /* segments unmapped to stay within the mapping budget */
+    int64_t live_views;         /* LIVE views of this engine */
+    int64_t mapping_budget;     /* most mappings the engine may use (set by the owner, may change) */
+    uint32_t evict_view;        /* eviction clock: next view table index ... */
+    uint32_t evict_segment;     /* ... and segment to consider */
 
     /* ---- striped per-(view, segment) locks ---- */
     uint32_t stripes[COW_STRIPE_COUNT];
@@ -120,6 +129,8 @@ typedef struct cow_view {
     uint32_t *write_chunks;     /* [segment_count] chunk receiving this view's copies, or COW_NONE */
     uint64_t *mapped_bits;      /* [(page_count + 63) / 64] page mapped onto its slot (else PROT_NONE) */
     uint64_t *writable_bits;    /* [(page_count + 63) / 64] page mapped writable (a subset of mapped) */
+    uint64_t *dirty_bits;       /* [(page_count + 63) / 64] made writable since the last freeze */
+    uint64_t *pinned_bits;      /* [(page_count + 63) / 64] prepared for write: never evicted until the next freeze */
     uint32_t segment_count;
     uint32_t index;             /* this entry's position in the view table */
 
@@ -131,7 +142,6 @@ typedef struct cow_view {
     int64_t mappings;           /* kernel mappings this view's range currently consists of */
     uint64_t write_faults;      /* faults the handler resolved on this view */
     uint64_t pages_copied;      /* private copies made for this view (faults and prepare_write) */
-    uint64_t reserved[2];
 } cow_view_t;
 
 /* The process-wide tables the handler starts from. */
@@ -141,7 +151,7 @@ typedef struct cow_process {
     uint32_t *directory;        /* [arena_size / 2 MiB] view index + 1 owning that segment, 0 = none */
     cow_view_t *views;          /* [view_capacity] */
     uint32_t view_capacity;
-    uint32_t reserved;
+    uint32_t view_high_water;   /* entries [0, view_high_water) have ever been used */
 } cow_process_t;
 
 typedef struct cow_view_stats {
@@ -182,12 +192,13 @@ COW_API int cow_region_create(cow_view_t *view, int track_writes);
  * source's writable pages are write-protected, its leaves shared with the target, and the target
  * left unmapped until it is touched. Costs the writable runs of the source plus one step per 2 MiB.
  * Consistent cut: writes that completed before the call are in both, later writes in neither. */
-COW_API int cow_view_snapshot(cow_view_t *source, cow_view_t *target, int64_t mapping_budget);
+COW_API int cow_view_snapshot(cow_view_t *source, cow_view_t *target);
 
 /* Makes `view` hold exactly the contents of `source` (same engine and page_count), sharing its
- * pages. Costs the pages whose slots differ (segments whose leaves are equal are skipped). Both
- * views stay writable. On failure both are unchanged. */
-COW_API int cow_view_restore(cow_view_t *view, cow_view_t *source, int64_t mapping_budget);
+ * pages: each 2 MiB segment whose leaf differs is unmapped (one mmap) and takes the source's leaf;
+ * its pages are mapped again on first touch. Segments with equal leaves cost one comparison. Both
+ * views stay writable. On failure both hold their old contents. */
+COW_API int cow_view_restore(cow_view_t *view, cow_view_t *source);
 
 /* Sets bit p of `bits_out` (zeroed by the caller, (page_count + 63) / 64 words) for every page
  * whose slot differs between the two views (same page_count): the pages whose contents CAN differ.
@@ -196,8 +207,9 @@ COW_API int cow_view_restore(cow_view_t *view, cow_view_t *source, int64_t mappi
 COW_API int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *count_out);
 
 /* Get and reset: copies into bits_out the pages made writable since the view was created (if it
- * tracks writes), last snapshotted or last asked, then write-protects them again, so the next call
- * reports only pages written after this one. Costs the dirty runs. */
+ * tracks writes), last snapshotted or last asked (and the pages a restore changed), then
+ * write-protects them again, so the next call reports only pages written after this one. Costs the
+ * dirty runs plus one pass over the bitmap (1 bit per page). */
 COW_API int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_out);
 
 /* Unpublishes a LIVE view, replaces its range with PROT_NONE and releases its pages. */

@@ -92,6 +92,8 @@ COW_INTERNAL int cow_os_punch(int fd, uint64_t offset, uint64_t length);
 /* ---- locks (cow_lock.c) ---- */
 COW_INTERNAL void cow_spin_lock(uint32_t *lock);
 COW_INTERNAL void cow_spin_unlock(uint32_t *lock);
+COW_INTERNAL int cow_spin_trylock(uint32_t *lock);
+COW_INTERNAL int cow_read_trylock(uint32_t *lock);
 COW_INTERNAL void cow_read_lock(uint32_t *lock);
 COW_INTERNAL void cow_read_unlock(uint32_t *lock);
 COW_INTERNAL void cow_write_lock(uint32_t *lock);
@@ -151,6 +153,20 @@ COW_INTERNAL int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t l
 
 /* Adds `delta` to the mapping count of the view and of its engine. */
 COW_INTERNAL void cow_mappings_add(cow_view_t *view, int64_t delta);
+
+/* ---- the mapping budget (cow_budget.c) ---- */
+
+/* Mappings the engine uses: its views' own, one gap after each view, and the pool window. */
+COW_INTERNAL int64_t cow_engine_mappings(cow_engine_t *engine);
+/* How many mappings unmapping a segment would add (negative: remove). */
+COW_INTERNAL int64_t cow_segment_unmap_growth(cow_view_t *view, uint32_t segment);
+/* Unmaps a segment of a view (PROT_NONE); the caller holds the view's lock and the stripe. */
+COW_INTERNAL int cow_segment_unmap(cow_view_t *view, uint32_t segment);
+/* Unmaps segments of the engine's views, without ever blocking, until it uses at most `target`. */
+COW_INTERNAL void cow_evict_to(cow_engine_t *engine, int64_t target);
+/* Makes room for `needed` more mappings within the budget, evicting if necessary; EDQUOT if it
+ * cannot. The caller may hold view locks: eviction only tries locks. */
+COW_INTERNAL int cow_make_room(cow_engine_t *engine, int64_t needed);
 
 /* ---- fault path (cow_signal.c) ---- */
 

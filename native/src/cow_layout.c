@@ -37,8 +37,13 @@ COW_EXPECT(cow_engine_t, copy_faults, 144);
 COW_EXPECT(cow_engine_t, pages_copied, 152);
 COW_EXPECT(cow_engine_t, snapshots, 160);
 COW_EXPECT(cow_engine_t, read_faults, 168);
-COW_EXPECT(cow_engine_t, stripes, 176);
-_Static_assert(sizeof(cow_engine_t) == 176 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
+COW_EXPECT(cow_engine_t, evictions, 176);
+COW_EXPECT(cow_engine_t, live_views, 184);
+COW_EXPECT(cow_engine_t, mapping_budget, 192);
+COW_EXPECT(cow_engine_t, evict_view, 200);
+COW_EXPECT(cow_engine_t, evict_segment, 204);
+COW_EXPECT(cow_engine_t, stripes, 208);
+_Static_assert(sizeof(cow_engine_t) == 208 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
 
 COW_EXPECT(cow_view_t, base, 0);
 COW_EXPECT(cow_view_t, page_count, 8);
@@ -47,13 +52,15 @@ COW_EXPECT(cow_view_t, leaves, 24);
 COW_EXPECT(cow_view_t, write_chunks, 32);
 COW_EXPECT(cow_view_t, mapped_bits, 40);
 COW_EXPECT(cow_view_t, writable_bits, 48);
-COW_EXPECT(cow_view_t, segment_count, 56);
-COW_EXPECT(cow_view_t, index, 60);
-COW_EXPECT(cow_view_t, lock, 64);
-COW_EXPECT(cow_view_t, state, 68);
-COW_EXPECT(cow_view_t, mappings, 72);
-COW_EXPECT(cow_view_t, write_faults, 80);
-COW_EXPECT(cow_view_t, pages_copied, 88);
+COW_EXPECT(cow_view_t, dirty_bits, 56);
+COW_EXPECT(cow_view_t, pinned_bits, 64);
+COW_EXPECT(cow_view_t, segment_count, 72);
+COW_EXPECT(cow_view_t, index, 76);
+COW_EXPECT(cow_view_t, lock, 80);
+COW_EXPECT(cow_view_t, state, 84);
+COW_EXPECT(cow_view_t, mappings, 88);
+COW_EXPECT(cow_view_t, write_faults, 96);
+COW_EXPECT(cow_view_t, pages_copied, 104);
 _Static_assert(sizeof(cow_view_t) == 112, "cow_view_t size");
 
 COW_EXPECT(cow_process_t, arena_base, 0);
@@ -61,6 +68,7 @@ COW_EXPECT(cow_process_t, arena_size, 8);
 COW_EXPECT(cow_process_t, directory, 16);
 COW_EXPECT(cow_process_t, views, 24);
 COW_EXPECT(cow_process_t, view_capacity, 32);
+COW_EXPECT(cow_process_t, view_high_water, 36);
 _Static_assert(sizeof(cow_process_t) == 40, "cow_process_t size");
 
 COW_EXPECT(cow_view_stats_t, private_pages, 0);
@@ -93,16 +101,19 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_engine_t, slots_in_use), COW_ROW(cow_engine_t, chunks_in_use),
     COW_ROW(cow_engine_t, leaves_in_use), COW_ROW(cow_engine_t, mappings), COW_ROW(cow_engine_t, write_faults),
     COW_ROW(cow_engine_t, copy_faults), COW_ROW(cow_engine_t, pages_copied), COW_ROW(cow_engine_t, snapshots),
-    COW_ROW(cow_engine_t, read_faults), COW_ROW(cow_engine_t, stripes),
+    COW_ROW(cow_engine_t, read_faults), COW_ROW(cow_engine_t, evictions), COW_ROW(cow_engine_t, live_views),
+    COW_ROW(cow_engine_t, mapping_budget), COW_ROW(cow_engine_t, evict_view),
+    COW_ROW(cow_engine_t, evict_segment), COW_ROW(cow_engine_t, stripes),
     COW_SIZE(cow_view_t),
     COW_ROW(cow_view_t, base), COW_ROW(cow_view_t, page_count), COW_ROW(cow_view_t, engine),
     COW_ROW(cow_view_t, leaves), COW_ROW(cow_view_t, write_chunks), COW_ROW(cow_view_t, mapped_bits), COW_ROW(cow_view_t, writable_bits),
+    COW_ROW(cow_view_t, dirty_bits), COW_ROW(cow_view_t, pinned_bits),
     COW_ROW(cow_view_t, segment_count), COW_ROW(cow_view_t, index), COW_ROW(cow_view_t, lock),
     COW_ROW(cow_view_t, state), COW_ROW(cow_view_t, mappings), COW_ROW(cow_view_t, write_faults),
     COW_ROW(cow_view_t, pages_copied),
     COW_SIZE(cow_process_t),
     COW_ROW(cow_process_t, arena_base), COW_ROW(cow_process_t, arena_size), COW_ROW(cow_process_t, directory),
-    COW_ROW(cow_process_t, views), COW_ROW(cow_process_t, view_capacity),
+    COW_ROW(cow_process_t, views), COW_ROW(cow_process_t, view_capacity), COW_ROW(cow_process_t, view_high_water),
     COW_SIZE(cow_view_stats_t),
     COW_ROW(cow_view_stats_t, private_pages), COW_ROW(cow_view_stats_t, shared_pages),
     COW_ROW(cow_view_stats_t, writable_pages), COW_ROW(cow_view_stats_t, mapped_pages),

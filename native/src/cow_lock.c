@@ -35,6 +35,18 @@ void cow_spin_lock(uint32_t *lock)
     }
 }
 
+int cow_spin_trylock(uint32_t *lock)
+{
+    return cow_load_relaxed(lock) == 0 && __atomic_exchange_n(lock, 1u, __ATOMIC_ACQUIRE) == 0;
+}
+
+int cow_read_trylock(uint32_t *lock)
+{
+    uint32_t seen = cow_load_relaxed(lock);
+    return (seen & (COW_WRITER | COW_WRITER_PENDING)) == 0 &&
+           __atomic_compare_exchange_n(lock, &seen, seen + 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
 void cow_spin_unlock(uint32_t *lock)
 {
     cow_store_release(lock, 0u);

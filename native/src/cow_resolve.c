@@ -164,6 +164,7 @@ int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count, 
          * bits: a fault on a page whose bit is set must still be resolved with a system call). */
         uint64_t page = first + done;
         if (trust_writable_bits && cow_is_writable(view, page)) {
+            cow_bit_set(view->pinned_bits, page);
             done++;
             continue;
         }
@@ -207,6 +208,9 @@ int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count, 
                 }
                 cow_bit_set(view->mapped_bits, p);
                 cow_bit_set(view->writable_bits, p);
+                cow_bit_set(view->dirty_bits, p);
+                if (trust_writable_bits) /* prepared for the kernel to write: keep it mapped */
+                    cow_bit_set(view->pinned_bits, p);
             } else if (old_slots[i] != COW_NONE) {
                 cow_slot_release(&batch, slots[i]);
             }

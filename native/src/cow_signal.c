@@ -161,14 +161,22 @@ static int cow_try_resolve(uint64_t address, int is_write)
     }
     uint64_t page = (address - view->base) >> COW_PAGE_SHIFT;
     uint32_t *stripe = cow_stripe_for(view, (uint32_t)(page >> COW_LEAF_SHIFT));
+    cow_engine_t *engine = view->engine;
     cow_resolve_result_t result = {COW_CALL_NONE, 0};
-    cow_spin_lock(stripe);
-    int error = is_write ? cow_resolve_segment_range(view, page, 1, 0, &result)
+    int error = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        cow_spin_lock(stripe);
+        error = is_write ? cow_resolve_segment_range(view, page, 1, 0, &result)
                          : cow_map_for_read(view, page);
-    cow_spin_unlock(stripe);
+        cow_spin_unlock(stripe);
+        if (error != ENOMEM)
+            break;
+        /* The kernel is out of mappings (the rest of the process may be using them): unmap as
+         * many of ours as we can, then try once more. */
+        cow_evict_to(engine, 0);
+    }
     if (error != 0)
         cow_fatal(address, error, is_write ? result.failed_call : COW_CALL_MMAP);
-    cow_engine_t *engine = view->engine;
     if (is_write) {
         cow_add(&view->write_faults, 1u);
         cow_add(&engine->write_faults, 1u);
@@ -178,6 +186,10 @@ static int cow_try_resolve(uint64_t address, int is_write)
         cow_add(&engine->read_faults, 1u);
     }
     cow_read_unlock(&view->lock);
+    /* Over budget: unmap cold segments now, holding no lock (eviction only tries locks anyway). */
+    int64_t budget = cow_load_relaxed(&engine->mapping_budget);
+    if (budget > 0 && cow_engine_mappings(engine) > budget)
+        cow_evict_to(engine, budget - budget / 16);
     return 1;
 }
 

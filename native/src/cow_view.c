@@ -41,6 +41,15 @@ static int cow_map_runs(cow_view_t *view, int writable)
     return 0;
 }
 
+static void cow_bits_clear_all(cow_view_t *view)
+{
+    size_t bytes = cow_bitmap_words(view) * sizeof(uint64_t);
+    memset(view->mapped_bits, 0, bytes);
+    memset(view->writable_bits, 0, bytes);
+    memset(view->dirty_bits, 0, bytes);
+    memset(view->pinned_bits, 0, bytes);
+}
+
 /* First page >= from whose bit is set (or `end`). */
 static uint64_t cow_next_set(const uint64_t *bits, uint64_t from, uint64_t end)
 {
@@ -69,10 +78,10 @@ static uint64_t cow_next_clear(const uint64_t *bits, uint64_t from, uint64_t end
     return end;
 }
 
-/* Write-protects every writable run of a view; the caller holds its write lock. Costs one mprotect
- * per writable run (the pages written since the last freeze), not the view's size. If a call
- * fails, the runs before it are recorded as protected and the rest keep their bits, so the bits
- * always say exactly which pages are writable. */
+/* Write-protects every writable run of a view and starts a new dirty interval; the caller holds
+ * its write lock. Costs one mprotect per writable run (the pages written since the last freeze),
+ * not the view's size. If a call fails, the runs before it are recorded as protected and the rest
+ * keep their bits (dirty bits included), so the bits always say exactly which pages are writable. */
 static int cow_freeze(cow_view_t *view, uint64_t *pages_out)
 {
     uint64_t page = 0, frozen = 0;
@@ -91,6 +100,9 @@ static int cow_freeze(cow_view_t *view, uint64_t *pages_out)
         frozen += end - first;
         page = end;
     }
+    /* A new interval starts: nothing is dirty, nothing is pinned. */
+    memset(view->dirty_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+    memset(view->pinned_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
     if (pages_out != NULL)
         *pages_out = frozen;
     return 0;
@@ -123,6 +135,7 @@ static void cow_unlock_pair(cow_view_t *a, cow_view_t *b, int write)
 
 static void cow_view_go_live(cow_view_t *view)
 {
+    cow_add(&view->engine->live_views, 1);
     cow_write_lock(&view->lock);
     view->write_faults = 0;
     view->pages_copied = 0;
@@ -137,7 +150,10 @@ int cow_region_create(cow_view_t *view, int track_writes)
         return EINVAL;
     cow_engine_t *engine = view->engine;
     uint32_t segments = view->segment_count;
-    int error = cow_slots_reserve(engine, view->page_count);
+    int error = cow_make_room(engine, 2);
+    if (error != 0)
+        return error;
+    error = cow_slots_reserve(engine, view->page_count);
     if (error != 0)
         return error;
 
@@ -193,12 +209,13 @@ int cow_region_create(cow_view_t *view, int track_writes)
     }
 
     /* Set exactly the bits of pages [0, page_count): the boundary scans read them. */
-    memset(view->mapped_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
-    memset(view->writable_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+    cow_bits_clear_all(view);
     for (uint64_t page = 0; page < view->page_count; page++) {
         cow_bit_set(view->mapped_bits, page);
-        if (!track_writes)
+        if (!track_writes) {
             cow_bit_set(view->writable_bits, page);
+            cow_bit_set(view->dirty_bits, page);
+        }
     }
     view->mappings = cow_boundaries(view, 0, view->page_count - 1);
     cow_add(&engine->mappings, view->mappings);
@@ -206,7 +223,7 @@ int cow_region_create(cow_view_t *view, int track_writes)
     return 0;
 }
 
-int cow_view_snapshot(cow_view_t *source, cow_view_t *target, int64_t mapping_budget)
+int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
 {
     if (!cow_view_shape_is_valid(source) || !cow_view_shape_is_valid(target) ||
         source->engine != target->engine || source->page_count != target->page_count ||
@@ -218,15 +235,12 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target, int64_t mapping_bu
         cow_write_unlock(&source->lock);
         return EINVAL;
     }
-    /* Freezing only merges mappings; the target starts as one PROT_NONE run. */
-    if (mapping_budget >= 0 && cow_load_relaxed(&engine->mappings) + 1 > mapping_budget) {
-        cow_write_unlock(&source->lock);
-        return EDQUOT;
-    }
-
     /* The cut: when a run's mprotect returns, the kernel has flushed every CPU's TLB, so a write to
-     * it faults and waits for our lock; everything written before is in the shared slots. */
+     * it faults and waits for our lock; everything written before is in the shared slots. Freezing
+     * only merges mappings, so it comes first; the target then needs one PROT_NONE run and a gap. */
     int error = cow_freeze(source, NULL);
+    if (error == 0)
+        error = cow_make_room(engine, 2);
     if (error != 0) {
         cow_write_unlock(&source->lock);
         return error;
@@ -237,8 +251,7 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target, int64_t mapping_bu
         target->write_chunks[g] = COW_NONE;
     }
     /* The target maps nothing yet: each run is mapped when first touched (cow_map_for_read). */
-    memset(target->mapped_bits, 0, cow_bitmap_words(target) * sizeof(uint64_t));
-    memset(target->writable_bits, 0, cow_bitmap_words(target) * sizeof(uint64_t));
+    cow_bits_clear_all(target);
     target->mappings = 1;
     cow_add(&engine->mappings, 1);
     cow_add(&engine->snapshots, 1u);
@@ -259,6 +272,7 @@ int cow_view_dispose(cow_view_t *view)
     view->state = COW_VIEW_DISPOSED;
     cow_write_unlock(&view->lock);
     cow_directory_publish(view, 0);
+    cow_sub(&view->engine->live_views, 1);
 
     /* Unmap before the slots go back: a stray write after this point faults (and is passed on as
      * an access violation) instead of landing in a slot that another view may reuse. */
@@ -280,63 +294,13 @@ int cow_view_dispose(cow_view_t *view)
     return 0;
 }
 
-/* A page of a segment being restored needs a new mapping if it is mapped and either its slot
- * changes or it is writable (every page of the restored segment ends read-only and shared). */
-static int cow_restore_selects(cow_view_t *view, uint64_t page, const uint32_t *a, const uint32_t *b)
-{
-    uint32_t i = (uint32_t)(page & (COW_LEAF_PAGES - 1));
-    return cow_is_mapped(view, page) && (a[i] != b[i] || cow_is_writable(view, page));
-}
-
-/* Maps the selected pages of [first, end) (one segment) onto `to` entries: read-only, or with the
- * protection the bits record when keep_class (undoing). One call per run of contiguous slots.
- * *done_out is the first page not handled when a call fails. */
-static int cow_restore_map(cow_view_t *view, uint64_t first, uint64_t end, const uint32_t *to,
-                           const uint32_t *from, int keep_class, uint64_t *done_out)
-{
-    uint64_t page = first;
-    while (page < end) {
-        if (!cow_restore_selects(view, page, to, from)) {
-            page++;
-            continue;
-        }
-        int writable = keep_class && cow_is_writable(view, page);
-        uint64_t run_end = page + 1;
-        while (run_end < end && cow_restore_selects(view, run_end, to, from) &&
-               to[run_end & (COW_LEAF_PAGES - 1)] == to[(run_end - 1) & (COW_LEAF_PAGES - 1)] + 1 &&
-               (keep_class && cow_is_writable(view, run_end)) == writable)
-            run_end++;
-        int error = cow_os_map_slots(cow_page_address(view, page), (run_end - page) << COW_PAGE_SHIFT,
-                                     writable, view->engine->memfd,
-                                     (uint64_t)to[page & (COW_LEAF_PAGES - 1)] << COW_PAGE_SHIFT);
-        if (error != 0) {
-            *done_out = page;
-            return error;
-        }
-        page = run_end;
-    }
-    *done_out = end;
-    return 0;
-}
-
 static uint64_t cow_segment_end(const cow_view_t *view, uint32_t segment)
 {
     uint64_t end = ((uint64_t)segment + 1) << COW_LEAF_SHIFT;
     return end < view->page_count ? end : view->page_count;
 }
 
-/* The boundary positions a changed segment accounts for: its own pages, and the first page of the
- * next segment only if that one does not change too (else the next segment counts it), so that
- * the counts before and after see each position once, in its initial and in its final state. */
-static uint64_t cow_restore_last_position(cow_view_t *view, cow_view_t *source, uint32_t segment)
-{
-    uint64_t end = cow_segment_end(view, segment);
-    int next_changes = segment + 1 < view->segment_count &&
-                       view->leaves[segment + 1] != source->leaves[segment + 1];
-    return next_changes ? end - 1 : end;
-}
-
-int cow_view_restore(cow_view_t *view, cow_view_t *source, int64_t mapping_budget)
+int cow_view_restore(cow_view_t *view, cow_view_t *source)
 {
     if (!cow_view_shape_is_valid(view) || !cow_view_shape_is_valid(source) ||
         view->engine != source->engine || view->page_count != source->page_count)
@@ -356,68 +320,46 @@ int cow_view_restore(cow_view_t *view, cow_view_t *source, int64_t mapping_budge
         return error;
     }
 
-    /* Pass 1: the segments that differ, the mappings they count now, the runs they will remap. */
-    int64_t before = 0, remapped = 0;
-    for (uint32_t g = 0; g < view->segment_count; g++) {
-        if (view->leaves[g] == source->leaves[g])
-            continue;
-        uint64_t first = (uint64_t)g << COW_LEAF_SHIFT, end = cow_segment_end(view, g);
-        const uint32_t *old = cow_leaf_entries(engine, view->leaves[g]);
-        const uint32_t *new = cow_leaf_entries(engine, source->leaves[g]);
-        before += cow_boundaries(view, first, cow_restore_last_position(view, source, g));
-        for (uint64_t p = first; p < end; p++)
-            remapped += cow_restore_selects(view, p, new, old) && (p == first || !cow_restore_selects(view, p - 1, new, old));
-    }
-    if (mapping_budget >= 0 && cow_load_relaxed(&engine->mappings) + 2 * remapped > mapping_budget) {
-        cow_unlock_pair(view, source, 1);
-        return EDQUOT;
-    }
-
-    /* Pass 2: map the source's slots over the pages that change; undo everything on failure. */
-    uint32_t failed_segment = view->segment_count;
-    uint64_t failed_page = 0;
+    /* Phase 1, which changes no contents: unmap every segment that will change. An unmapped page
+     * is mapped again from the page table on its next touch, so whether this phase completes or
+     * stops at an error, the view still holds its old contents. Unmapping a fragmented segment
+     * lowers the mapping count; unmapping part of a larger mapping splits it (two more at most),
+     * so room is made for those only. */
     for (uint32_t g = 0; g < view->segment_count && error == 0; g++) {
         if (view->leaves[g] == source->leaves[g])
             continue;
-        error = cow_restore_map(view, (uint64_t)g << COW_LEAF_SHIFT, cow_segment_end(view, g),
-                                cow_leaf_entries(engine, source->leaves[g]),
-                                cow_leaf_entries(engine, view->leaves[g]), 0, &failed_page);
-        if (error != 0)
-            failed_segment = g;
+        int64_t growth = cow_segment_unmap_growth(view, g);
+        if (growth > 0)
+            error = cow_make_room(engine, growth);
+        if (error == 0)
+            error = cow_segment_unmap(view, g);
     }
     if (error != 0) {
-        for (uint32_t g = 0; g <= failed_segment && g < view->segment_count; g++) {
-            if (view->leaves[g] == source->leaves[g])
-                continue;
-            uint64_t end = g == failed_segment ? failed_page : cow_segment_end(view, g), ignored;
-            int undo = cow_restore_map(view, (uint64_t)g << COW_LEAF_SHIFT, end,
-                                       cow_leaf_entries(engine, view->leaves[g]),
-                                       cow_leaf_entries(engine, source->leaves[g]), 1, &ignored);
-            if (undo != 0)
-                cow_die("undoing a failed restore", undo);
-        }
         cow_unlock_pair(view, source, 1);
         return error;
     }
 
-    /* Pass 3: commit - share the source's leaves, drop ours; every restored page is read-only. */
+    /* Phase 2, which cannot fail: share the source's leaves and drop ours. Pages whose slot changes
+     * count as dirty: their contents may differ from the view's last snapshot. */
     cow_release_batch_t batch;
     cow_batch_begin(&batch, engine);
-    int64_t after = 0;
     for (uint32_t g = 0; g < view->segment_count; g++) {
-        uint32_t old_leaf = view->leaves[g];
-        if (old_leaf == source->leaves[g])
+        uint32_t old_leaf = view->leaves[g], new_leaf = source->leaves[g];
+        if (old_leaf == new_leaf)
             continue;
+        const uint32_t *old_entries = cow_leaf_entries(engine, old_leaf);
+        const uint32_t *new_entries = cow_leaf_entries(engine, new_leaf);
         uint64_t first = (uint64_t)g << COW_LEAF_SHIFT, end = cow_segment_end(view, g);
-        cow_add(&engine->leaf_refcounts[source->leaves[g]], 1u);
-        cow_store_release(&view->leaves[g], source->leaves[g]);
+        for (uint64_t p = first; p < end; p++) {
+            if (old_entries[p - first] != new_entries[p - first])
+                cow_bit_set(view->dirty_bits, p);
+            cow_bit_clear(view->pinned_bits, p);
+        }
+        cow_add(&engine->leaf_refcounts[new_leaf], 1u);
+        cow_store_release(&view->leaves[g], new_leaf);
         cow_leaf_release(&batch, old_leaf);
-        for (uint64_t p = first; p < end; p++)
-            cow_bit_clear(view->writable_bits, p);
-        after += cow_boundaries(view, first, cow_restore_last_position(view, source, g));
     }
     cow_batch_flush(&batch);
-    cow_mappings_add(view, after - before);
     cow_unlock_pair(view, source, 1);
     return 0;
 }
@@ -467,9 +409,13 @@ int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_ou
         cow_write_unlock(&view->lock);
         return EINVAL;
     }
-    memcpy(bits_out, view->writable_bits, cow_bitmap_words(view) * sizeof(uint64_t));
-    int error = cow_freeze(view, count_out);
+    memcpy(bits_out, view->dirty_bits, cow_bitmap_words(view) * sizeof(uint64_t));
+    uint64_t count = 0;
+    for (uint64_t word = 0; word < cow_bitmap_words(view); word++)
+        count += (uint64_t)__builtin_popcountll(bits_out[word]);
+    int error = cow_freeze(view, NULL);
     cow_write_unlock(&view->lock);
+    *count_out = error == 0 ? count : 0;
     return error;
 }
 
@@ -497,6 +443,7 @@ int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_
         page += count;
     }
     cow_read_unlock(&view->lock);
+    cow_make_room(view->engine, 0); /* the prepared pages are pinned; others may be unmapped */
     return error;
 }
 

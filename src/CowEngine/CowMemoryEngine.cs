@@ -54,7 +54,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
         uint chunkCapacity = (uint)Math.Min(chunksForCapacity * 8 + 64, (CowConstants.None >> CowConstants.LeafShift) - 1);
         uint leafCapacity = (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
-        Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity);
+        Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget);
         _ = ProcessTables.Table; // installs the handler on first use
         Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, _maxMapCount);
     }
@@ -90,8 +90,6 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         if (lengthBytes > CapacityBytes)
             throw new ArgumentOutOfRangeException(nameof(lengthBytes), lengthBytes, $"A region cannot be larger than the engine's capacity ({CapacityBytes} bytes).");
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (CurrentMappings() + 2 > MappingBudget)
-            throw BudgetExceeded("creating a region");
 
         long pages = lengthBytes / PageSize;
         ViewHandle handle = ViewHandle.Allocate(this, pages);
@@ -125,7 +123,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
                 CopyFaults: (long)Volatile.Read(ref table->CopyFaults),
                 PagesCopied: (long)Volatile.Read(ref table->PagesCopied),
                 Snapshots: (long)Volatile.Read(ref table->Snapshots),
-                ReadFaults: (long)Volatile.Read(ref table->ReadFaults));
+                ReadFaults: (long)Volatile.Read(ref table->ReadFaults),
+                Evictions: (long)Volatile.Read(ref table->Evictions));
         }
         finally
         {
@@ -165,10 +164,11 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     }
 
     /// <summary>Mappings in use: the views', one gap after each view in the arena, and the pool window.</summary>
-    internal long CurrentMappings() => Volatile.Read(ref Handle.Table->Mappings) + LiveViewCount + 1;
-
-    /// <summary>The mapping budget handed to native operations, which count only view mappings.</summary>
-    internal long NativeMappingBudget(int newViews) => MappingBudget - (LiveViewCount + newViews) - 1;
+    internal long CurrentMappings()
+    {
+        CowEngineTable* table = Handle.Table;
+        return Volatile.Read(ref table->Mappings) + Volatile.Read(ref table->LiveViews) + 1;
+    }
 
     internal CowView Track(CowView view)
     {
@@ -197,16 +197,14 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     internal Exception Failure(int error, string operation)
     {
         if (error == Errno.EDQUOT || error == Errno.ENOMEM)
+        {
             Log.MappingBudgetReached(Logger, operation, MappingBudget, _maxMapCount);
-        else if (error == Errno.ENOSPC)
+            return Errno.ToException(error, string.Create(CultureInfo.InvariantCulture,
+                $"{operation} (the engine uses {CurrentMappings()} mappings of its budget of {MappingBudget}; vm.max_map_count is {_maxMapCount})"));
+        }
+        if (error == Errno.ENOSPC)
             Log.CapacityReached(Logger, operation, CapacityBytes);
         return Errno.ToException(error, operation);
     }
 
-    private MappingBudgetExceededException BudgetExceeded(string operation)
-    {
-        Log.MappingBudgetReached(Logger, operation, MappingBudget, _maxMapCount);
-        return new MappingBudgetExceededException(string.Create(CultureInfo.InvariantCulture,
-            $"{operation} would exceed the engine's mapping budget of {MappingBudget} mappings (vm.max_map_count is {_maxMapCount}); the views were left unchanged."));
-    }
 }

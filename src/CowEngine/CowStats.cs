@@ -36,6 +36,7 @@ public readonly record struct CowViewStats(
 /// <param name="PagesCopied">Private copies made, by faults and by PrepareForWrite.</param>
 /// <param name="Snapshots">Snapshots taken.</param>
 /// <param name="ReadFaults">First touches of snapshot pages, which map them.</param>
+/// <param name="Evictions">2 MiB segments unmapped to stay within the mapping budget (mapped again on next touch).</param>
 public readonly record struct CowEngineStats(
     long LiveViews,
     long SlotsInUse,
@@ -47,4 +48,5 @@ public readonly record struct CowEngineStats(
     long CopyFaults,
     long PagesCopied,
     long Snapshots,
-    long ReadFaults);
+    long ReadFaults,
+    long Evictions);

@@ -112,7 +112,7 @@ public sealed unsafe class CowView : IDisposable
         try
         {
             ViewHandle target = ViewHandle.Allocate(Engine, PageCount);
-            int error = CowNative.ViewSnapshot(_handle.Entry, target.Entry, Engine.NativeMappingBudget(newViews: 1));
+            int error = CowNative.ViewSnapshot(_handle.Entry, target.Entry);
             if (error != 0)
             {
                 target.Dispose();
@@ -143,7 +143,7 @@ public sealed unsafe class CowView : IDisposable
     {
         ArgumentNullException.ThrowIfNull(source);
         CheckSameShape(source, nameof(source));
-        WithBoth(source, (a, b) => CowNative.ViewRestore(a, b, Engine.NativeMappingBudget(newViews: 0)), "restoring a view");
+        WithBoth(source, (a, b) => CowNative.ViewRestore(a, b), "restoring a view");
     }
 
     /// <summary>

@@ -30,7 +30,7 @@ internal sealed unsafe class EngineHandle : SafeHandle
     public int Memfd => _memfd.Fd;
 
     /// <summary>Creates the memfd, maps it and allocates the tables for the given limits.</summary>
-    public static EngineHandle Create(ulong slotLimit, uint chunkCapacity, uint leafCapacity)
+    public static EngineHandle Create(ulong slotLimit, uint chunkCapacity, uint leafCapacity, long mappingBudget)
     {
         ulong poolBytes = (ulong)chunkCapacity << CowConstants.SegmentShift;
         MemfdHandle memfd = MemfdHandle.Create("cowengine-slots", poolBytes);
@@ -49,6 +49,7 @@ internal sealed unsafe class EngineHandle : SafeHandle
             table->LeafEntries = (uint*)Allocate(tables, ((ulong)leafCapacity << CowConstants.LeafShift) * sizeof(uint), "leaf table");
             table->LeafFree = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf free list");
             table->SlotLimit = slotLimit;
+            table->MappingBudget = mappingBudget;
             table->ChunkCapacity = chunkCapacity;
             table->LeafCapacity = leafCapacity;
             table->Memfd = memfd.Fd;

@@ -79,6 +79,8 @@ internal static unsafe class ProcessTables
                 ReturnRange(first, segments);
                 throw new InvalidOperationException($"CowEngine supports at most {ViewCapacity} live views per process.");
             }
+            // The eviction clock walks entries [0, high water); publish before the entry is used.
+            Volatile.Write(ref table->ViewHighWater, s_entryBump);
             CowViewEntry* entry = &table->Views[index];
             entry->Index = index;
             entry->Base = table->ArenaBase + ((ulong)first << CowConstants.SegmentShift);

@@ -42,6 +42,8 @@ internal sealed unsafe class ViewHandle : SafeHandle
             entry->WriteChunks = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
             entry->MappedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->WritableBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
+            entry->DirtyBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
+            entry->PinnedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->Mappings = 0;
             success = true;
             return view;
@@ -75,10 +77,14 @@ internal sealed unsafe class ViewHandle : SafeHandle
         NativeMemory.Free(entry->WriteChunks);
         NativeMemory.Free(entry->MappedBits);
         NativeMemory.Free(entry->WritableBits);
+        NativeMemory.Free(entry->DirtyBits);
+        NativeMemory.Free(entry->PinnedBits);
         entry->Leaves = null;
         entry->WriteChunks = null;
         entry->MappedBits = null;
         entry->WritableBits = null;
+        entry->DirtyBits = null;
+        entry->PinnedBits = null;
         ProcessTables.ReturnEntry(entry, _segments, rangeIsUnmapped);
         _engine.OnViewReleased(entry->Index);
         if (_engineReferenced)

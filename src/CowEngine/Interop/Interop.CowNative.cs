@@ -28,10 +28,10 @@ internal static unsafe partial class CowNative
     public static partial int RegionCreate(CowViewEntry* view, int trackWrites);
 
     [LibraryImport(Library, EntryPoint = "cow_view_snapshot")]
-    public static partial int ViewSnapshot(CowViewEntry* source, CowViewEntry* target, long mappingBudget);
+    public static partial int ViewSnapshot(CowViewEntry* source, CowViewEntry* target);
 
     [LibraryImport(Library, EntryPoint = "cow_view_restore")]
-    public static partial int ViewRestore(CowViewEntry* view, CowViewEntry* source, long mappingBudget);
+    public static partial int ViewRestore(CowViewEntry* view, CowViewEntry* source);
 
     [LibraryImport(Library, EntryPoint = "cow_view_diff")]
     public static partial int ViewDiff(CowViewEntry* a, CowViewEntry* b, ulong* bits, out ulong count);

@@ -56,6 +56,11 @@ internal unsafe struct CowEngineTable
     public ulong PagesCopied;
     public ulong Snapshots;
     public ulong ReadFaults;
+    public ulong Evictions;
+    public long LiveViews;
+    public long MappingBudget;
+    public uint EvictView;
+    public uint EvictSegment;
 
     public fixed uint Stripes[CowConstants.StripeCount];
 }
@@ -70,6 +75,8 @@ internal unsafe struct CowViewEntry
     public uint* WriteChunks;
     public ulong* MappedBits;
     public ulong* WritableBits;
+    public ulong* DirtyBits;
+    public ulong* PinnedBits;
     public uint SegmentCount;
     public uint Index;
 
@@ -79,7 +86,6 @@ internal unsafe struct CowViewEntry
     public long Mappings;
     public ulong WriteFaults;
     public ulong PagesCopied;
-    public fixed ulong Reserved[2];
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -90,7 +96,7 @@ internal unsafe struct CowProcessTable
     public uint* Directory;
     public CowViewEntry* Views;
     public uint ViewCapacity;
-    public uint Reserved;
+    public uint ViewHighWater;
 }
 
 [StructLayout(LayoutKind.Sequential)]

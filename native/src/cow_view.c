@@ -82,7 +82,7 @@ static uint64_t cow_next_clear(const uint64_t *bits, uint64_t from, uint64_t end
  * its write lock. Costs one mprotect per writable run (the pages written since the last freeze),
  * not the view's size. If a call fails, the runs before it are recorded as protected and the rest
  * keep their bits (dirty bits included), so the bits always say exactly which pages are writable. */
-static int cow_freeze(cow_view_t *view, uint64_t *pages_out)
+static int cow_freeze(cow_view_t *view, int new_interval, uint64_t *pages_out)
 {
     uint64_t page = 0, frozen = 0;
     for (;;) {
@@ -100,9 +100,12 @@ static int cow_freeze(cow_view_t *view, uint64_t *pages_out)
         frozen += end - first;
         page = end;
     }
-    /* A new interval starts: nothing is dirty, nothing is pinned. */
-    memset(view->dirty_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
-    memset(view->pinned_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+    /* After a snapshot or TakeDirtyPages a new interval starts: nothing is dirty, nothing pinned.
+     * (A restore freezes its source without ending the source's interval.) */
+    if (new_interval) {
+        memset(view->dirty_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+        memset(view->pinned_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+    }
     if (pages_out != NULL)
         *pages_out = frozen;
     return 0;
@@ -238,7 +241,7 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
     /* The cut: when a run's mprotect returns, the kernel has flushed every CPU's TLB, so a write to
      * it faults and waits for our lock; everything written before is in the shared slots. Freezing
      * only merges mappings, so it comes first; the target then needs one PROT_NONE run and a gap. */
-    int error = cow_freeze(source, NULL);
+    int error = cow_freeze(source, 1, NULL);
     if (error == 0)
         error = cow_make_room(engine, 2);
     if (error != 0) {
@@ -313,8 +316,9 @@ int cow_view_restore(cow_view_t *view, cow_view_t *source)
         cow_unlock_pair(view, source, 1);
         return EINVAL;
     }
-    /* The source's pages are about to be shared: write-protect the ones it wrote. */
-    int error = cow_freeze(source, NULL);
+    /* The source's pages are about to be shared: write-protect the ones it wrote (they stay dirty
+     * for the source's own TakeDirtyPages). */
+    int error = cow_freeze(source, 0, NULL);
     if (error != 0) {
         cow_unlock_pair(view, source, 1);
         return error;
@@ -413,7 +417,7 @@ int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_ou
     uint64_t count = 0;
     for (uint64_t word = 0; word < cow_bitmap_words(view); word++)
         count += (uint64_t)__builtin_popcountll(bits_out[word]);
-    int error = cow_freeze(view, NULL);
+    int error = cow_freeze(view, 1, NULL);
     cow_write_unlock(&view->lock);
     *count_out = error == 0 ? count : 0;
     return error;

@@ -22,6 +22,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     /// <summary>The page size: the unit of sharing and copying.</summary>
     public const int PageSize = CowConstants.PageSize;
 
+    private const ulong MinimumChunks = 65_536;
+
     private readonly Lock _viewsGate = new();
     private readonly Dictionary<uint, WeakReference<CowView>> _views = new();
     private readonly int _maxMapCount;
@@ -49,10 +51,14 @@ public sealed unsafe class CowMemoryEngine : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), MappingBudget, "MappingBudget must be at least 4.");
         CapacityBytes = capacity;
 
-        // Slot space: eight times the capacity, because a chunk (512 slots, 2 MiB) that a view
-        // writes into may be only partly used. It is address space in a sparse file, not memory.
+        // Slot space: a chunk (512 slots, 2 MiB) is the write target of one (view, segment), so a
+        // view that writes one page of a segment holds a chunk of which it uses one slot: many
+        // snapshots each writing a little need far more chunks than the capacity has pages / 512.
+        // Slot space is address space in a sparse file, and its tables are committed page by page
+        // as chunks are used, so it is cheap to be generous: 8 times the capacity, and at least
+        // 65,536 chunks (128 GiB of file offsets, 256 MiB of reserved refcount table).
         ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
-        uint chunkCapacity = (uint)Math.Min(chunksForCapacity * 8 + 64, (CowConstants.None >> CowConstants.LeafShift) - 1);
+        uint chunkCapacity = (uint)Math.Min(Math.Max(chunksForCapacity * 8 + 64, MinimumChunks), (CowConstants.None >> CowConstants.LeafShift) - 1);
         uint leafCapacity = (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
         Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget);
         _ = ProcessTables.Table; // installs the handler on first use

@@ -217,6 +217,7 @@ public sealed unsafe class CowView : IDisposable
     public void PrepareForWrite(long offset, long length)
     {
         CheckRange(offset, length);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (length == 0)
             return;
         ulong first = (ulong)offset / CowMemoryEngine.PageSize;

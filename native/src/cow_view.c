@@ -50,6 +50,13 @@ static void cow_bits_clear_all(cow_view_t *view)
     memset(view->pinned_bits, 0, bytes);
 }
 
+/* After a snapshot or TakeDirtyPages a new interval starts: nothing is dirty, nothing is pinned. */
+static void cow_start_interval(cow_view_t *view)
+{
+    memset(view->dirty_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+    memset(view->pinned_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
+}
+
 /* First page >= from whose bit is set (or `end`). */
 static uint64_t cow_next_set(const uint64_t *bits, uint64_t from, uint64_t end)
 {
@@ -100,12 +107,8 @@ static int cow_freeze(cow_view_t *view, int new_interval, uint64_t *pages_out)
         frozen += end - first;
         page = end;
     }
-    /* After a snapshot or TakeDirtyPages a new interval starts: nothing is dirty, nothing pinned.
-     * (A restore freezes its source without ending the source's interval.) */
-    if (new_interval) {
-        memset(view->dirty_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
-        memset(view->pinned_bits, 0, cow_bitmap_words(view) * sizeof(uint64_t));
-    }
+    if (new_interval)
+        cow_start_interval(view);
     if (pages_out != NULL)
         *pages_out = frozen;
     return 0;
@@ -241,13 +244,14 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
     /* The cut: when a run's mprotect returns, the kernel has flushed every CPU's TLB, so a write to
      * it faults and waits for our lock; everything written before is in the shared slots. Freezing
      * only merges mappings, so it comes first; the target then needs one PROT_NONE run and a gap. */
-    int error = cow_freeze(source, 1, NULL);
+    int error = cow_freeze(source, 0, NULL);
     if (error == 0)
         error = cow_make_room(engine, 2);
     if (error != 0) {
-        cow_write_unlock(&source->lock);
+        cow_write_unlock(&source->lock); /* frozen, but its dirty pages are still reported */
         return error;
     }
+    cow_start_interval(source);
     for (uint32_t g = 0; g < source->segment_count; g++) {
         target->leaves[g] = source->leaves[g];
         cow_add(&engine->leaf_refcounts[source->leaves[g]], 1u);

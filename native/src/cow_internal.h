@@ -84,7 +84,8 @@ static inline uint64_t cow_bitmap_words(const cow_view_t *view)
 }
 
 /* ---- os layer (cow_os.c) ---- */
-COW_INTERNAL int cow_os_map_slots(uint64_t address, uint64_t length, int writable, int fd, uint64_t offset);
+COW_INTERNAL int cow_os_map_slots(uint64_t address, uint64_t length, int writable, int populate, int fd,
+                                  uint64_t offset);
 COW_INTERNAL int cow_os_protect(uint64_t address, uint64_t length, int writable);
 COW_INTERNAL int cow_os_reserve_fixed(uint64_t address, uint64_t length);
 COW_INTERNAL int cow_os_punch(int fd, uint64_t offset, uint64_t length);

@@ -70,7 +70,7 @@ int cow_map_for_read(cow_view_t *view, uint64_t page)
     }
     int64_t before = cow_boundaries(view, first, end);
     int error = cow_os_map_slots(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT,
-                                 class == COW_CLASS_WRITE, view->engine->memfd,
+                                 class == COW_CLASS_WRITE, 0, view->engine->memfd,
                                  (uint64_t)cow_slot_of(view, first) << COW_PAGE_SHIFT);
     if (error != 0)
         return error;
@@ -98,7 +98,7 @@ static int cow_map_batch(cow_view_t *view, uint64_t first, uint32_t count, const
         uint64_t length = (uint64_t)(end - start) << COW_PAGE_SHIFT;
         int error;
         if (needs_mmap) {
-            error = cow_os_map_slots(address, length, 1, view->engine->memfd,
+            error = cow_os_map_slots(address, length, 1, 1, view->engine->memfd,
                                      (uint64_t)slots[start] << COW_PAGE_SHIFT);
             *failed_call_out = COW_CALL_MMAP;
         } else {

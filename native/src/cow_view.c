@@ -32,7 +32,7 @@ static int cow_map_runs(cow_view_t *view, int writable)
         while (end < view->page_count && cow_slot_of(view, end) == first_slot + (end - start))
             end++;
         int error = cow_os_map_slots(cow_page_address(view, start), (end - start) << COW_PAGE_SHIFT,
-                                     writable, view->engine->memfd,
+                                     writable, 0, view->engine->memfd,
                                      (uint64_t)first_slot << COW_PAGE_SHIFT);
         if (error != 0)
             return error;

@@ -111,6 +111,14 @@ typedef struct cow_engine {
     uint32_t evict_view;        /* eviction clock: next view table index ... */
     uint32_t evict_segment;     /* ... and segment to consider */
 
+    /* ---- reclaim queue: runs of freed slots whose holes are still to be punched ---- */
+    uint64_t *reclaim_ring;     /* [reclaim_capacity] (first slot << 32) | slot count; set by the owner */
+    uint32_t reclaim_capacity;  /* a power of two; 0 = punch at once */
+    uint32_t reclaim_head;      /* under reclaim_lock */
+    uint32_t reclaim_tail;
+    uint32_t reclaim_lock;      /* guards head and tail */
+    uint32_t reclaim_owner;     /* held by whoever is reclaiming, so a drain ends with nothing in flight */
+
     /* ---- striped per-(view, segment) locks ---- */
     uint32_t stripes[COW_STRIPE_COUNT];
 } cow_engine_t;
@@ -179,6 +187,12 @@ COW_API int cow_handler_is_current(void);
 
 /* Initialises the allocator state of an engine whose tables the owner filled in. */
 COW_API int cow_engine_init(cow_engine_t *engine);
+
+/* Punches the holes of every slot run that dispose and restore queued (they defer it, so that
+ * giving memory back does not lengthen the call that freed it), then makes those slots free.
+ * Returns the number of slots reclaimed. Called by the owner's background reclaimer, and by the
+ * engine itself when it needs slots. Safe from any thread, any time. */
+COW_API uint64_t cow_engine_reclaim(cow_engine_t *engine);
 
 /* ---- views (each is one native call, so a GC never stops one halfway) ---- */
 

@@ -3,7 +3,8 @@
  *
  * Slot life cycle:  free (refcount 0) -> in use (refcount n >= 1) -> punching -> free.
  * When the last reference goes, the slot is marked COW_SLOT_PUNCHING, its memory is given back to
- * the kernel with fallocate(PUNCH_HOLE), and only then does its refcount become 0 again. A slot is
+ * the kernel with fallocate(PUNCH_HOLE) - at once, or later by cow_engine_reclaim for the runs that
+ * dispose and restore queue - and only then does its refcount become 0 again. A slot is
  * reused only when it reads 0, so a late hole punch can never destroy data written after reuse.
  * A chunk's live count includes its punching slots, so a chunk returns to the free list only after
  * every hole in it has been punched.
@@ -19,6 +20,66 @@ void cow_batch_begin(cow_release_batch_t *batch, cow_engine_t *engine)
     batch->engine = engine;
     batch->punch_first = 0;
     batch->punch_count = 0;
+    batch->deferred = 0;
+}
+
+void cow_batch_begin_deferred(cow_release_batch_t *batch, cow_engine_t *engine)
+{
+    cow_batch_begin(batch, engine);
+    batch->deferred = engine->reclaim_capacity != 0;
+}
+
+/* Punches a run of PUNCHING slots, then makes them free. */
+static int cow_reclaim_run(cow_engine_t *engine, uint64_t first, uint64_t count)
+{
+    /* A failed punch only keeps memory committed; the slots are free either way. */
+    int error = cow_os_punch(engine->memfd, first << COW_PAGE_SHIFT, count << COW_PAGE_SHIFT);
+    cow_release_batch_t unused;
+    cow_batch_begin(&unused, engine);
+    for (uint64_t slot = first; slot < first + count; slot++) {
+        cow_store_release(&engine->slot_refcounts[slot], 0u);
+        cow_chunk_release(&unused, (uint32_t)(slot >> COW_LEAF_SHIFT));
+    }
+    cow_sub(&engine->slots_in_use, count);
+    return error;
+}
+
+static int cow_reclaim_push(cow_engine_t *engine, uint64_t first, uint64_t count)
+{
+    if (engine->reclaim_capacity == 0 || count > 0xFFFFFFFFu)
+        return 0;
+    int queued = 0;
+    cow_spin_lock(&engine->reclaim_lock);
+    if (engine->reclaim_tail - engine->reclaim_head < engine->reclaim_capacity) {
+        engine->reclaim_ring[engine->reclaim_tail & (engine->reclaim_capacity - 1)] = (first << 32) | count;
+        engine->reclaim_tail++;
+        queued = 1;
+    }
+    cow_spin_unlock(&engine->reclaim_lock);
+    return queued;
+}
+
+uint64_t cow_engine_reclaim(cow_engine_t *engine)
+{
+    if (engine->reclaim_capacity == 0)
+        return 0;
+    uint64_t reclaimed = 0;
+    /* One reclaimer at a time: a caller that must see everything reclaimed (statistics, a failed
+     * allocation) waits for the runs another thread has taken but not yet finished. */
+    cow_spin_lock(&engine->reclaim_owner);
+    for (;;) {
+        cow_spin_lock(&engine->reclaim_lock);
+        if (engine->reclaim_head == engine->reclaim_tail) {
+            cow_spin_unlock(&engine->reclaim_lock);
+            cow_spin_unlock(&engine->reclaim_owner);
+            return reclaimed;
+        }
+        uint64_t entry = engine->reclaim_ring[engine->reclaim_head & (engine->reclaim_capacity - 1)];
+        engine->reclaim_head++;
+        cow_spin_unlock(&engine->reclaim_lock);
+        cow_reclaim_run(engine, entry >> 32, entry & 0xFFFFFFFFu);
+        reclaimed += entry & 0xFFFFFFFFu;
+    }
 }
 
 int cow_batch_flush(cow_release_batch_t *batch)
@@ -28,14 +89,9 @@ int cow_batch_flush(cow_release_batch_t *batch)
     cow_engine_t *engine = batch->engine;
     uint64_t first = batch->punch_first, count = batch->punch_count;
     batch->punch_count = 0;
-    /* A failed punch only keeps memory committed; the slots are free either way. */
-    int error = cow_os_punch(engine->memfd, first << COW_PAGE_SHIFT, count << COW_PAGE_SHIFT);
-    for (uint64_t slot = first; slot < first + count; slot++) {
-        cow_store_release(&engine->slot_refcounts[slot], 0u);
-        cow_chunk_release(batch, (uint32_t)(slot >> COW_LEAF_SHIFT));
-    }
-    cow_sub(&engine->slots_in_use, count);
-    return error;
+    if (batch->deferred && cow_reclaim_push(engine, first, count))
+        return 0;
+    return cow_reclaim_run(engine, first, count);
 }
 
 void cow_slot_release(cow_release_batch_t *batch, uint32_t slot)
@@ -124,11 +180,15 @@ int cow_leaf_allocate(cow_engine_t *engine, uint32_t *leaf_out)
 
 int cow_slots_reserve(cow_engine_t *engine, uint64_t count)
 {
-    if (cow_add(&engine->slots_in_use, count) > engine->slot_limit) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (cow_add(&engine->slots_in_use, count) <= engine->slot_limit)
+            return 0;
         cow_sub(&engine->slots_in_use, count);
-        return ENOSPC;
+        /* Slots waiting in the reclaim queue still count: reclaim them now, then try again. */
+        if (attempt == 0 && cow_engine_reclaim(engine) == 0)
+            break;
     }
-    return 0;
+    return ENOSPC;
 }
 
 int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *batch, uint32_t *slot_out)
@@ -148,6 +208,8 @@ int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *bat
         cow_load_acquire(&engine->slot_refcounts[((uint64_t)chunk << COW_LEAF_SHIFT) + position]) != 0) {
         uint32_t fresh;
         error = cow_chunks_allocate_run(engine, 1, &fresh);
+        if (error == ENOSPC && cow_engine_reclaim(engine) != 0) /* queued slots may free chunks */
+            error = cow_chunks_allocate_run(engine, 1, &fresh);
         if (error != 0) {
             cow_sub(&engine->slots_in_use, 1u);
             return error;

@@ -109,9 +109,12 @@ typedef struct cow_release_batch {
     cow_engine_t *engine;
     uint64_t punch_first;       /* first slot of the pending run */
     uint64_t punch_count;
+    int deferred;               /* queue runs for cow_engine_reclaim instead of punching now */
 } cow_release_batch_t;
 
 COW_INTERNAL void cow_batch_begin(cow_release_batch_t *batch, cow_engine_t *engine);
+/* A batch whose runs go to the engine's reclaim queue (punched at once if the queue is full). */
+COW_INTERNAL void cow_batch_begin_deferred(cow_release_batch_t *batch, cow_engine_t *engine);
 COW_INTERNAL int cow_batch_flush(cow_release_batch_t *batch);
 
 COW_INTERNAL void cow_slot_release(cow_release_batch_t *batch, uint32_t slot);

@@ -42,8 +42,14 @@ COW_EXPECT(cow_engine_t, live_views, 184);
 COW_EXPECT(cow_engine_t, mapping_budget, 192);
 COW_EXPECT(cow_engine_t, evict_view, 200);
 COW_EXPECT(cow_engine_t, evict_segment, 204);
-COW_EXPECT(cow_engine_t, stripes, 208);
-_Static_assert(sizeof(cow_engine_t) == 208 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
+COW_EXPECT(cow_engine_t, reclaim_ring, 208);
+COW_EXPECT(cow_engine_t, reclaim_capacity, 216);
+COW_EXPECT(cow_engine_t, reclaim_head, 220);
+COW_EXPECT(cow_engine_t, reclaim_tail, 224);
+COW_EXPECT(cow_engine_t, reclaim_lock, 228);
+COW_EXPECT(cow_engine_t, reclaim_owner, 232);
+COW_EXPECT(cow_engine_t, stripes, 236);
+_Static_assert(sizeof(cow_engine_t) == 240 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
 
 COW_EXPECT(cow_view_t, base, 0);
 COW_EXPECT(cow_view_t, page_count, 8);
@@ -103,7 +109,10 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_engine_t, copy_faults), COW_ROW(cow_engine_t, pages_copied), COW_ROW(cow_engine_t, snapshots),
     COW_ROW(cow_engine_t, read_faults), COW_ROW(cow_engine_t, evictions), COW_ROW(cow_engine_t, live_views),
     COW_ROW(cow_engine_t, mapping_budget), COW_ROW(cow_engine_t, evict_view),
-    COW_ROW(cow_engine_t, evict_segment), COW_ROW(cow_engine_t, stripes),
+    COW_ROW(cow_engine_t, evict_segment), COW_ROW(cow_engine_t, reclaim_ring),
+    COW_ROW(cow_engine_t, reclaim_capacity), COW_ROW(cow_engine_t, reclaim_head),
+    COW_ROW(cow_engine_t, reclaim_tail), COW_ROW(cow_engine_t, reclaim_lock),
+    COW_ROW(cow_engine_t, reclaim_owner), COW_ROW(cow_engine_t, stripes),
     COW_SIZE(cow_view_t),
     COW_ROW(cow_view_t, base), COW_ROW(cow_view_t, page_count), COW_ROW(cow_view_t, engine),
     COW_ROW(cow_view_t, leaves), COW_ROW(cow_view_t, write_chunks), COW_ROW(cow_view_t, mapped_bits), COW_ROW(cow_view_t, writable_bits),

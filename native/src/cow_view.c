@@ -290,7 +290,7 @@ int cow_view_dispose(cow_view_t *view)
     cow_add(&engine->mappings, -view->mappings);
 
     cow_release_batch_t batch;
-    cow_batch_begin(&batch, engine);
+    cow_batch_begin_deferred(&batch, engine);
     for (uint32_t g = 0; g < view->segment_count; g++) {
         cow_leaf_release(&batch, view->leaves[g]);
         if (view->write_chunks[g] != COW_NONE)
@@ -350,7 +350,7 @@ int cow_view_restore(cow_view_t *view, cow_view_t *source)
     /* Phase 2, which cannot fail: share the source's leaves and drop ours. Pages whose slot changes
      * count as dirty: their contents may differ from the view's last snapshot. */
     cow_release_batch_t batch;
-    cow_batch_begin(&batch, engine);
+    cow_batch_begin_deferred(&batch, engine);
     for (uint32_t g = 0; g < view->segment_count; g++) {
         uint32_t old_leaf = view->leaves[g], new_leaf = source->leaves[g];
         if (old_leaf == new_leaf)
@@ -523,5 +523,9 @@ int cow_engine_init(cow_engine_t *engine)
     engine->chunk_bump = 0;
     engine->leaf_free_count = 0;
     engine->leaf_bump = 0;
+    if ((engine->reclaim_capacity & (engine->reclaim_capacity - 1)) != 0 ||
+        (engine->reclaim_capacity != 0 && engine->reclaim_ring == NULL))
+        return EINVAL;
+    engine->reclaim_head = engine->reclaim_tail = engine->reclaim_lock = 0;
     return 0;
 }

@@ -61,11 +61,14 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         uint chunkCapacity = (uint)Math.Min(Math.Max(chunksForCapacity * 8 + 64, MinimumChunks), (CowConstants.None >> CowConstants.LeafShift) - 1);
         uint leafCapacity = (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
         Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget);
+        Reclaimer = new SlotReclaimer(Handle);
         _ = ProcessTables.Table; // installs the handler on first use
         Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, _maxMapCount);
     }
 
     internal EngineHandle Handle { get; }
+
+    internal SlotReclaimer Reclaimer { get; }
 
     internal ILogger Logger { get; }
 
@@ -117,6 +120,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         try
         {
             CowEngineTable* table = Handle.Table;
+            Reclaimer.Drain(); // memory waiting to be given back is not "in use"
             Errno.ThrowIfFailed(CowNative.FileAllocatedBytes(Handle.Memfd, out ulong committed), "reading the pool's size (fstat)");
             return new CowEngineStats(
                 LiveViews: LiveViewCount,
@@ -156,6 +160,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         }
         foreach (CowView view in live)
             view.Dispose();
+        Reclaimer.Dispose();
         Log.EngineDisposed(Logger, live.Count);
         Handle.Dispose();
     }
@@ -196,6 +201,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     {
         lock (_viewsGate)
             _views.Remove(index);
+        Reclaimer.Signal();
     }
 
     internal void OnViewDisposeFailed(int error) => Log.ViewDisposeFailed(Logger, Errno.NameOf(error));

@@ -144,6 +144,7 @@ public sealed unsafe class CowView : IDisposable
         ArgumentNullException.ThrowIfNull(source);
         CheckSameShape(source, nameof(source));
         WithBoth(source, (a, b) => CowNative.ViewRestore(a, b), "restoring a view");
+        Engine.Reclaimer.Signal();
     }
 
     /// <summary>

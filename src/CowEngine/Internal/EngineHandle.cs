@@ -10,6 +10,9 @@ namespace CowEngine.Internal;
 /// </summary>
 internal sealed unsafe class EngineHandle : SafeHandle
 {
+    /// <summary>Runs of freed slots that can wait for the background reclaimer (a power of two).</summary>
+    private const uint ReclaimQueueRuns = 1u << 16;
+
     private readonly MemfdHandle _memfd;
     private readonly ulong _poolBytes;
     private readonly (nint Address, ulong Bytes)[] _tables;
@@ -48,6 +51,8 @@ internal sealed unsafe class EngineHandle : SafeHandle
             table->LeafRefcounts = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf refcounts");
             table->LeafEntries = (uint*)Allocate(tables, ((ulong)leafCapacity << CowConstants.LeafShift) * sizeof(uint), "leaf table");
             table->LeafFree = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf free list");
+            table->ReclaimRing = (ulong*)Allocate(tables, ReclaimQueueRuns * sizeof(ulong), "reclaim queue");
+            table->ReclaimCapacity = ReclaimQueueRuns;
             table->SlotLimit = slotLimit;
             table->MappingBudget = mappingBudget;
             table->ChunkCapacity = chunkCapacity;

@@ -24,6 +24,9 @@ internal static unsafe partial class CowNative
     [LibraryImport(Library, EntryPoint = "cow_engine_init")]
     public static partial int EngineInit(CowEngineTable* engine);
 
+    [LibraryImport(Library, EntryPoint = "cow_engine_reclaim")]
+    public static partial ulong EngineReclaim(CowEngineTable* engine);
+
     [LibraryImport(Library, EntryPoint = "cow_region_create")]
     public static partial int RegionCreate(CowViewEntry* view, int trackWrites);
 

@@ -62,6 +62,13 @@ internal unsafe struct CowEngineTable
     public uint EvictView;
     public uint EvictSegment;
 
+    public ulong* ReclaimRing;
+    public uint ReclaimCapacity;
+    public uint ReclaimHead;
+    public uint ReclaimTail;
+    public uint ReclaimLock;
+    public uint ReclaimOwner;
+
     public fixed uint Stripes[CowConstants.StripeCount];
 }
 

@@ -233,6 +233,12 @@ COW_API int cow_view_dispose(cow_view_t *view);
  * (read(2), io_uring, ...) can write into them without faulting. */
 COW_API int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_count);
 
+/* Maps pages [first_page, first_page + page_count) now (read-only where not already mapped), so
+ * that the kernel can read them (write(2), send(2) from a view: a snapshot's pages are otherwise
+ * mapped only when touched, and the kernel's own accesses raise no fault). The pages stay mapped
+ * (pinned against eviction) until the view's next freeze or restore. */
+COW_API int cow_view_prepare_read(cow_view_t *view, uint64_t first_page, uint64_t page_count);
+
 COW_API int cow_view_stats(cow_view_t *view, cow_view_stats_t *stats);
 
 /* Counts this view's mappings from its page table (slow: one pass over the pages). */

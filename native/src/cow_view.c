@@ -455,6 +455,36 @@ int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_
     return error;
 }
 
+int cow_view_prepare_read(cow_view_t *view, uint64_t first_page, uint64_t page_count)
+{
+    if (!cow_view_shape_is_valid(view) || first_page > view->page_count ||
+        page_count > view->page_count - first_page)
+        return EINVAL;
+    cow_read_lock(&view->lock);
+    if (view->state != COW_VIEW_LIVE) {
+        cow_read_unlock(&view->lock);
+        return EINVAL;
+    }
+    int error = 0;
+    uint64_t end = first_page + page_count;
+    for (uint64_t page = first_page; page < end && error == 0;) {
+        uint32_t segment = (uint32_t)(page >> COW_LEAF_SHIFT);
+        uint64_t segment_end = cow_segment_end(view, segment);
+        uint32_t *stripe = cow_stripe_for(view, segment);
+        cow_spin_lock(stripe);
+        for (; page < end && page < segment_end && error == 0; page++) {
+            if (!cow_is_mapped(view, page))
+                error = cow_map_for_read(view, page); /* maps the whole untouched run around it */
+            if (error == 0)
+                cow_bit_set(view->pinned_bits, page);
+        }
+        cow_spin_unlock(stripe);
+    }
+    cow_read_unlock(&view->lock);
+    cow_make_room(view->engine, 0);
+    return error;
+}
+
 int cow_view_stats(cow_view_t *view, cow_view_stats_t *stats)
 {
     memset(stats, 0, sizeof *stats);

@@ -17,10 +17,13 @@ namespace CowEngine;
 /// that ends the process (never a silent write into another view). Disposing a view while other
 /// threads still write to it is therefore a bug in the caller; the engine guarantees only that no
 /// other view is affected.</para>
-/// <para>System calls: the kernel does not take write faults on the engine's behalf. read(2) and
-/// .NET APIs that fill a buffer (e.g. <c>RandomAccess.Read</c>) fail with EFAULT ("Bad address"), or
-/// return a short count, when their buffer covers a page that is still shared. Call
-/// <see cref="PrepareForWrite"/> on the buffer first.</para>
+/// <para>System calls: the kernel raises no fault for its own accesses to user memory, so it cannot
+/// make the engine act. read(2) and .NET APIs that fill a buffer (e.g. <c>RandomAccess.Read</c>)
+/// fail with EFAULT ("Bad address"), or return a short count, when their buffer covers a page that
+/// is still shared: call <see cref="PrepareForWrite"/> on the buffer first. write(2) and APIs that
+/// read a buffer (e.g. <c>RandomAccess.Write</c>, <c>Socket.Send</c>) fail the same way on pages a
+/// snapshot has not mapped yet (snapshots are mapped on first touch) or that the engine unmapped to
+/// stay within its mapping budget: call <see cref="PrepareForRead"/> first.</para>
 /// </remarks>
 public sealed unsafe class CowView : IDisposable
 {
@@ -209,13 +212,32 @@ public sealed unsafe class CowView : IDisposable
     /// <paramref name="length"/>) private and writable now, copying those that are shared, so that
     /// the kernel can write into them: system calls such as read(2) do not raise the write fault the
     /// engine relies on, and fail with EFAULT on a shared page instead. The range need not be
-    /// page-aligned. The pages stay writable until the next <see cref="Snapshot"/> of this view.
+    /// page-aligned. The pages stay writable (and mapped) until the next <see cref="Snapshot"/>,
+    /// <see cref="TakeDirtyPages"/> or <see cref="RestoreTo"/> of this view.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     /// <exception cref="CowCapacityExceededException">No slot was left for a copy; pages before it were prepared.</exception>
     /// <exception cref="MappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count); pages before it were prepared.</exception>
-    public void PrepareForWrite(long offset, long length)
+    public void PrepareForWrite(long offset, long length) =>
+        PreparePages(offset, length, &CowNative.ViewPrepareWrite, "preparing pages for writing");
+
+    /// <summary>
+    /// Maps the pages covering [<paramref name="offset"/>, <paramref name="offset"/> +
+    /// <paramref name="length"/>) now, so that the kernel can read them: a snapshot maps its pages
+    /// only when they are first touched, and the engine may unmap cold pages to stay within its
+    /// mapping budget, but system calls such as write(2) raise no fault and fail with EFAULT on an
+    /// unmapped page instead. Nothing is copied. The pages stay mapped until the next
+    /// <see cref="Snapshot"/>, <see cref="TakeDirtyPages"/> or <see cref="RestoreTo"/> of this view.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
+    /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    /// <exception cref="MappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count).</exception>
+    public void PrepareForRead(long offset, long length) =>
+        PreparePages(offset, length, &CowNative.ViewPrepareRead, "preparing pages for reading");
+
+    /// <summary>Runs a prepare call on the pages covering a byte range (rounded out to pages).</summary>
+    private void PreparePages(long offset, long length, delegate*<CowViewEntry*, ulong, ulong, int> prepare, string what)
     {
         CheckRange(offset, length);
         ObjectDisposedException.ThrowIf(IsDisposed, this);
@@ -227,9 +249,9 @@ public sealed unsafe class CowView : IDisposable
         _handle.DangerousAddRef(ref added);
         try
         {
-            int error = CowNative.ViewPrepareWrite(_handle.Entry, first, end - first);
+            int error = prepare(_handle.Entry, first, end - first);
             if (error != 0)
-                throw Engine.Failure(error, "preparing pages for writing");
+                throw Engine.Failure(error, what);
         }
         finally
         {

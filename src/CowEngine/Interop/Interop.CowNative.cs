@@ -48,6 +48,9 @@ internal static unsafe partial class CowNative
     [LibraryImport(Library, EntryPoint = "cow_view_prepare_write")]
     public static partial int ViewPrepareWrite(CowViewEntry* view, ulong firstPage, ulong pageCount);
 
+    [LibraryImport(Library, EntryPoint = "cow_view_prepare_read")]
+    public static partial int ViewPrepareRead(CowViewEntry* view, ulong firstPage, ulong pageCount);
+
     [LibraryImport(Library, EntryPoint = "cow_view_stats")]
     public static partial int ViewStats(CowViewEntry* view, CowViewStatsNative* stats);
 

@@ -88,6 +88,12 @@ static int cow_segment_evict(cow_view_t *view, uint32_t segment)
 
 void cow_evict_to(cow_engine_t *engine, int64_t target)
 {
+    cow_evict_to_except(engine, target, NULL, 0);
+}
+
+void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t *keep_view,
+                         uint32_t keep_segment)
+{
     cow_process_t *process = cow_process();
     if (process == NULL)
         return;
@@ -106,6 +112,8 @@ void cow_evict_to(cow_engine_t *engine, int64_t target)
             continue;
         }
         cow_store_relaxed(&engine->evict_segment, segment + 1);
+        if (view == keep_view && segment == keep_segment)
+            continue; /* the segment a fault just mapped: evicting it would fault again, forever */
         if (!cow_read_trylock(&view->lock))
             continue;
         if (view->state == COW_VIEW_LIVE && view->engine == engine && segment < view->segment_count) {

@@ -168,6 +168,9 @@ COW_INTERNAL int64_t cow_segment_unmap_growth(cow_view_t *view, uint32_t segment
 COW_INTERNAL int cow_segment_unmap(cow_view_t *view, uint32_t segment);
 /* Unmaps segments of the engine's views, without ever blocking, until it uses at most `target`. */
 COW_INTERNAL void cow_evict_to(cow_engine_t *engine, int64_t target);
+/* The same, sparing one segment (the one a fault just resolved). */
+COW_INTERNAL void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t *keep_view,
+                                      uint32_t keep_segment);
 /* Makes room for `needed` more mappings within the budget, evicting if necessary; EDQUOT if it
  * cannot. The caller may hold view locks: eviction only tries locks. */
 COW_INTERNAL int cow_make_room(cow_engine_t *engine, int64_t needed);

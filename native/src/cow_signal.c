@@ -173,7 +173,7 @@ static int cow_try_resolve(uint64_t address, int is_write)
             break;
         /* The kernel is out of mappings (the rest of the process may be using them): unmap as
          * many of ours as we can, then try once more. */
-        cow_evict_to(engine, 0);
+        cow_evict_to_except(engine, 0, view, (uint32_t)(page >> COW_LEAF_SHIFT));
     }
     if (error != 0)
         cow_fatal(address, error, is_write ? result.failed_call : COW_CALL_MMAP);
@@ -189,7 +189,7 @@ static int cow_try_resolve(uint64_t address, int is_write)
     /* Over budget: unmap cold segments now, holding no lock (eviction only tries locks anyway). */
     int64_t budget = cow_load_relaxed(&engine->mapping_budget);
     if (budget > 0 && cow_engine_mappings(engine) > budget)
-        cow_evict_to(engine, budget - budget / 16);
+        cow_evict_to_except(engine, budget - budget / 16, view, (uint32_t)(page >> COW_LEAF_SHIFT));
     return 1;
 }
 

@@ -114,6 +114,44 @@ static int cow_freeze(cow_view_t *view, int new_interval, uint64_t *pages_out)
     return 0;
 }
 
+/* Makes the pinned (prepared) private pages writable again after a freeze whose operation was
+ * refused, so mprotect suffices. Caller holds the write lock. */
+static int cow_page_is_private(cow_view_t *view, uint64_t page)
+{
+    cow_engine_t *engine = view->engine;
+    return cow_is_mapped(view, page) &&
+           cow_load_acquire(&engine->leaf_refcounts[view->leaves[page >> COW_LEAF_SHIFT]]) == 1 &&
+           cow_load_acquire(&engine->slot_refcounts[cow_slot_of(view, page)]) == 1;
+}
+
+static void cow_unfreeze_pinned(cow_view_t *view)
+{
+    uint64_t page = 0;
+    for (;;) {
+        /* Pinned pages that are private (prepared for reading, a page may be shared: those stay
+         * read-only, as they were). */
+        uint64_t first = cow_next_set(view->pinned_bits, page, view->page_count);
+        if (first == view->page_count)
+            return;
+        if (!cow_page_is_private(view, first)) {
+            page = first + 1;
+            continue;
+        }
+        uint64_t end = first + 1;
+        while (end < view->page_count && cow_bit(view->pinned_bits, end) && cow_page_is_private(view, end))
+            end++;
+        int64_t before = cow_boundaries(view, first, end);
+        if (cow_os_protect(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT, 1) == 0) {
+            for (uint64_t p = first; p < end; p++) {
+                cow_bit_set(view->writable_bits, p);
+                cow_bit_set(view->dirty_bits, p); /* writable pages are always tracked as dirty */
+            }
+            cow_mappings_add(view, cow_boundaries(view, first, end) - before);
+        }
+        page = end;
+    }
+}
+
 /* Takes the write (or read) locks of two views in index order, so two operations on the same pair
  * can never wait for each other. */
 static void cow_lock_pair(cow_view_t *a, cow_view_t *b, int write)
@@ -245,8 +283,11 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
      * it faults and waits for our lock; everything written before is in the shared slots. Freezing
      * only merges mappings, so it comes first; the target then needs one PROT_NONE run and a gap. */
     int error = cow_freeze(source, 0, NULL);
-    if (error == 0)
+    if (error == 0) {
         error = cow_make_room(engine, 2);
+        if (error != 0)
+            cow_unfreeze_pinned(source); /* refused: prepared pages must stay writable */
+    }
     if (error != 0) {
         cow_write_unlock(&source->lock); /* frozen, but its dirty pages are still reported */
         return error;

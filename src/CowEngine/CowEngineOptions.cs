@@ -15,9 +15,12 @@ public sealed class CowEngineOptions
     /// <summary>
     /// The most kernel mappings (VMAs) the engine may use. The kernel allows a process
     /// <c>vm.max_map_count</c> mappings (65,530 by default) and refuses mmap and mprotect beyond
-    /// that; operations that would take the engine past this budget throw
-    /// <see cref="MappingBudgetExceededException"/> and change nothing.
-    /// Default: half of the process's limit, read from /proc/sys/vm/max_map_count.
+    /// that. Past the budget the engine unmaps cold 2 MiB stretches of its views (mapped again on
+    /// their next touch); <c>CreateRegion</c>, <c>Snapshot</c> and <c>RestoreTo</c> throw
+    /// <see cref="MappingBudgetExceededException"/>, changing nothing, only when that cannot make
+    /// room. Pages pinned by <c>PrepareForWrite</c>/<c>PrepareForRead</c> are never unmapped, so
+    /// pinning many scattered pages can hold the engine above its budget until the view's next
+    /// snapshot. Default: half of the process's limit, read from /proc/sys/vm/max_map_count.
     /// </summary>
     public int? MappingBudget { get; set; }
 

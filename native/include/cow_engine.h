@@ -108,8 +108,11 @@ typedef struct cow_engine {
     uint64_t evictions;         /* segments unmapped to stay within the mapping budget */
     int64_t live_views;         /* LIVE views of this engine */
     int64_t mapping_budget;     /* most mappings the engine may use (set by the owner, may change) */
-    uint32_t evict_view;        /* eviction clock: next view table index ... */
+    uint32_t evict_view;        /* eviction clock: next position in live_list ... */
     uint32_t evict_segment;     /* ... and segment to consider */
+    uint32_t *live_list;        /* [view capacity] indices of this engine's LIVE views; set by the owner */
+    uint32_t live_count;        /* entries in live_list, under alloc_lock */
+    uint32_t reserved2;
 
     /* ---- reclaim queue: runs of freed slots whose holes are still to be punched ---- */
     uint64_t *reclaim_ring;     /* [reclaim_capacity] (first slot << 32) | slot count; set by the owner */
@@ -150,6 +153,8 @@ typedef struct cow_view {
     int64_t mappings;           /* kernel mappings this view's range currently consists of */
     uint64_t write_faults;      /* faults the handler resolved on this view */
     uint64_t pages_copied;      /* private copies made for this view (faults and prepare_write) */
+    uint32_t live_position;     /* position in its engine's live_list while LIVE */
+    uint32_t reserved;
 } cow_view_t;
 
 /* The process-wide tables the handler starts from. */

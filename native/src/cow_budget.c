@@ -97,17 +97,22 @@ void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t 
     cow_process_t *process = cow_process();
     if (process == NULL)
         return;
-    uint32_t views = cow_load_acquire(&process->view_high_water);
-    if (views == 0)
-        return;
     for (uint32_t scanned = 0; scanned < COW_EVICT_SCAN_LIMIT && cow_engine_mappings(engine) > target; scanned++) {
-        /* Advance the clock. Races between threads only make them examine the same segment. */
-        uint32_t index = cow_load_relaxed(&engine->evict_view) % views;
+        /* Advance the clock over the engine's live views. The list may change under us (it is
+         * read without its lock); every entry is a valid view index, and the view is checked
+         * under its own lock before anything is done to it. */
+        uint32_t views = cow_load_relaxed(&engine->live_count);
+        if (views == 0)
+            return;
+        uint32_t position = cow_load_relaxed(&engine->evict_view) % views;
+        uint32_t index = cow_load_relaxed(&engine->live_list[position]);
         uint32_t segment = cow_load_relaxed(&engine->evict_segment);
+        if (index >= process->view_capacity)
+            continue;
         cow_view_t *view = &process->views[index];
         if (cow_load_relaxed(&view->engine) != engine || cow_load_acquire(&view->state) != COW_VIEW_LIVE ||
             segment >= cow_load_relaxed(&view->segment_count)) {
-            cow_store_relaxed(&engine->evict_view, (index + 1) % views);
+            cow_store_relaxed(&engine->evict_view, (position + 1) % views);
             cow_store_relaxed(&engine->evict_segment, 0u);
             continue;
         }

@@ -42,14 +42,16 @@ COW_EXPECT(cow_engine_t, live_views, 184);
 COW_EXPECT(cow_engine_t, mapping_budget, 192);
 COW_EXPECT(cow_engine_t, evict_view, 200);
 COW_EXPECT(cow_engine_t, evict_segment, 204);
-COW_EXPECT(cow_engine_t, reclaim_ring, 208);
-COW_EXPECT(cow_engine_t, reclaim_capacity, 216);
-COW_EXPECT(cow_engine_t, reclaim_head, 220);
-COW_EXPECT(cow_engine_t, reclaim_tail, 224);
-COW_EXPECT(cow_engine_t, reclaim_lock, 228);
-COW_EXPECT(cow_engine_t, reclaim_owner, 232);
-COW_EXPECT(cow_engine_t, stripes, 236);
-_Static_assert(sizeof(cow_engine_t) == 240 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
+COW_EXPECT(cow_engine_t, live_list, 208);
+COW_EXPECT(cow_engine_t, live_count, 216);
+COW_EXPECT(cow_engine_t, reclaim_ring, 224);
+COW_EXPECT(cow_engine_t, reclaim_capacity, 232);
+COW_EXPECT(cow_engine_t, reclaim_head, 236);
+COW_EXPECT(cow_engine_t, reclaim_tail, 240);
+COW_EXPECT(cow_engine_t, reclaim_lock, 244);
+COW_EXPECT(cow_engine_t, reclaim_owner, 248);
+COW_EXPECT(cow_engine_t, stripes, 252);
+_Static_assert(sizeof(cow_engine_t) == 256 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
 
 COW_EXPECT(cow_view_t, base, 0);
 COW_EXPECT(cow_view_t, page_count, 8);
@@ -67,7 +69,8 @@ COW_EXPECT(cow_view_t, state, 84);
 COW_EXPECT(cow_view_t, mappings, 88);
 COW_EXPECT(cow_view_t, write_faults, 96);
 COW_EXPECT(cow_view_t, pages_copied, 104);
-_Static_assert(sizeof(cow_view_t) == 112, "cow_view_t size");
+COW_EXPECT(cow_view_t, live_position, 112);
+_Static_assert(sizeof(cow_view_t) == 120, "cow_view_t size");
 
 COW_EXPECT(cow_process_t, arena_base, 0);
 COW_EXPECT(cow_process_t, arena_size, 8);
@@ -109,7 +112,8 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_engine_t, copy_faults), COW_ROW(cow_engine_t, pages_copied), COW_ROW(cow_engine_t, snapshots),
     COW_ROW(cow_engine_t, read_faults), COW_ROW(cow_engine_t, evictions), COW_ROW(cow_engine_t, live_views),
     COW_ROW(cow_engine_t, mapping_budget), COW_ROW(cow_engine_t, evict_view),
-    COW_ROW(cow_engine_t, evict_segment), COW_ROW(cow_engine_t, reclaim_ring),
+    COW_ROW(cow_engine_t, evict_segment), COW_ROW(cow_engine_t, live_list), COW_ROW(cow_engine_t, live_count),
+    COW_ROW(cow_engine_t, reclaim_ring),
     COW_ROW(cow_engine_t, reclaim_capacity), COW_ROW(cow_engine_t, reclaim_head),
     COW_ROW(cow_engine_t, reclaim_tail), COW_ROW(cow_engine_t, reclaim_lock),
     COW_ROW(cow_engine_t, reclaim_owner), COW_ROW(cow_engine_t, stripes),
@@ -119,7 +123,7 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_view_t, dirty_bits), COW_ROW(cow_view_t, pinned_bits),
     COW_ROW(cow_view_t, segment_count), COW_ROW(cow_view_t, index), COW_ROW(cow_view_t, lock),
     COW_ROW(cow_view_t, state), COW_ROW(cow_view_t, mappings), COW_ROW(cow_view_t, write_faults),
-    COW_ROW(cow_view_t, pages_copied),
+    COW_ROW(cow_view_t, pages_copied), COW_ROW(cow_view_t, live_position),
     COW_SIZE(cow_process_t),
     COW_ROW(cow_process_t, arena_base), COW_ROW(cow_process_t, arena_size), COW_ROW(cow_process_t, directory),
     COW_ROW(cow_process_t, views), COW_ROW(cow_process_t, view_capacity), COW_ROW(cow_process_t, view_high_water),

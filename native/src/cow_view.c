@@ -179,7 +179,12 @@ static void cow_unlock_pair(cow_view_t *a, cow_view_t *b, int write)
 
 static void cow_view_go_live(cow_view_t *view)
 {
-    cow_add(&view->engine->live_views, 1);
+    cow_engine_t *engine = view->engine;
+    cow_spin_lock(&engine->alloc_lock);
+    view->live_position = engine->live_count;
+    engine->live_list[engine->live_count++] = view->index;
+    cow_spin_unlock(&engine->alloc_lock);
+    cow_add(&engine->live_views, 1);
     cow_write_lock(&view->lock);
     view->write_faults = 0;
     view->pages_copied = 0;
@@ -320,7 +325,13 @@ int cow_view_dispose(cow_view_t *view)
     view->state = COW_VIEW_DISPOSED;
     cow_write_unlock(&view->lock);
     cow_directory_publish(view, 0);
-    cow_sub(&view->engine->live_views, 1);
+    cow_engine_t *owner = view->engine;
+    cow_spin_lock(&owner->alloc_lock);
+    uint32_t last = owner->live_list[--owner->live_count];
+    owner->live_list[view->live_position] = last;
+    cow_process()->views[last].live_position = view->live_position;
+    cow_spin_unlock(&owner->alloc_lock);
+    cow_sub(&owner->live_views, 1);
 
     /* Unmap before the slots go back: a stray write after this point faults (and is passed on as
      * an access violation) instead of landing in a slot that another view may reuse. */
@@ -586,7 +597,7 @@ int cow_engine_init(cow_engine_t *engine)
 {
     if (engine->pool == NULL || engine->slot_refcounts == NULL || engine->chunk_live == NULL ||
         engine->chunk_free == NULL || engine->leaf_refcounts == NULL || engine->leaf_entries == NULL ||
-        engine->leaf_free == NULL || engine->chunk_capacity == 0 || engine->leaf_capacity == 0 ||
+        engine->leaf_free == NULL || engine->live_list == NULL || engine->chunk_capacity == 0 || engine->leaf_capacity == 0 ||
         engine->chunk_capacity > (COW_NONE >> COW_LEAF_SHIFT) || engine->memfd < 0)
         return EINVAL;
     engine->alloc_lock = 0;
@@ -594,6 +605,7 @@ int cow_engine_init(cow_engine_t *engine)
     engine->chunk_bump = 0;
     engine->leaf_free_count = 0;
     engine->leaf_bump = 0;
+    engine->live_count = 0;
     if ((engine->reclaim_capacity & (engine->reclaim_capacity - 1)) != 0 ||
         (engine->reclaim_capacity != 0 && engine->reclaim_ring == NULL))
         return EINVAL;

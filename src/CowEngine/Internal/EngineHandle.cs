@@ -51,6 +51,7 @@ internal sealed unsafe class EngineHandle : SafeHandle
             table->LeafRefcounts = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf refcounts");
             table->LeafEntries = (uint*)Allocate(tables, ((ulong)leafCapacity << CowConstants.LeafShift) * sizeof(uint), "leaf table");
             table->LeafFree = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf free list");
+            table->LiveList = (uint*)Allocate(tables, (ulong)ProcessTables.ViewCapacity * sizeof(uint), "live view list");
             table->ReclaimRing = (ulong*)Allocate(tables, ReclaimQueueRuns * sizeof(ulong), "reclaim queue");
             table->ReclaimCapacity = ReclaimQueueRuns;
             table->SlotLimit = slotLimit;

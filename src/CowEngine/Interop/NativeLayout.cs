@@ -61,6 +61,9 @@ internal unsafe struct CowEngineTable
     public long MappingBudget;
     public uint EvictView;
     public uint EvictSegment;
+    public uint* LiveList;
+    public uint LiveCount;
+    public uint Reserved2;
 
     public ulong* ReclaimRing;
     public uint ReclaimCapacity;
@@ -93,6 +96,8 @@ internal unsafe struct CowViewEntry
     public long Mappings;
     public ulong WriteFaults;
     public ulong PagesCopied;
+    public uint LivePosition;
+    public uint Reserved;
 }
 
 [StructLayout(LayoutKind.Sequential)]

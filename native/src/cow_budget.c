@@ -71,8 +71,8 @@ int cow_segment_unmap(cow_view_t *view, uint32_t segment)
 }
 
 /* Unmaps one segment if that lowers the mapping count; the caller holds the view's lock and the
- * segment's stripe. Returns 1 if it did. */
-static int cow_segment_evict(cow_view_t *view, uint32_t segment)
+ * segment's stripe (or the view's write lock). Returns 1 if it did. */
+int cow_segment_evict(cow_view_t *view, uint32_t segment)
 {
     uint64_t first = (uint64_t)segment << COW_LEAF_SHIFT;
     uint64_t end = first + COW_LEAF_PAGES < view->page_count ? first + COW_LEAF_PAGES : view->page_count;
@@ -130,6 +130,18 @@ void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t 
         }
         cow_read_unlock(&view->lock);
     }
+}
+
+int cow_make_room_holding(cow_engine_t *engine, int64_t needed, cow_view_t *held)
+{
+    if (cow_make_room(engine, needed) == 0)
+        return 0;
+    /* Eviction could not touch the view whose write lock the caller holds: it may be the one
+     * holding the mappings (a fragmented view being snapshotted). Its segments need no stripe. */
+    int64_t budget = cow_load_relaxed(&engine->mapping_budget);
+    for (uint32_t g = 0; g < held->segment_count && cow_engine_mappings(engine) + needed > budget; g++)
+        cow_segment_evict(held, g);
+    return cow_engine_mappings(engine) + needed <= budget ? 0 : EDQUOT;
 }
 
 int cow_make_room(cow_engine_t *engine, int64_t needed)

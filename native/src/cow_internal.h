@@ -174,6 +174,11 @@ COW_INTERNAL void cow_evict_to_except(cow_engine_t *engine, int64_t target, cons
 /* Makes room for `needed` more mappings within the budget, evicting if necessary; EDQUOT if it
  * cannot. The caller may hold view locks: eviction only tries locks. */
 COW_INTERNAL int cow_make_room(cow_engine_t *engine, int64_t needed);
+/* The same, also evicting segments of `held`, whose write lock the caller holds. */
+COW_INTERNAL int cow_make_room_holding(cow_engine_t *engine, int64_t needed, cow_view_t *held);
+/* Unmaps one segment if that lowers the mapping count (not if pinned); 1 if it did. The caller
+ * holds the view's lock and the segment's stripe, or the view's write lock. */
+COW_INTERNAL int cow_segment_evict(cow_view_t *view, uint32_t segment);
 
 /* ---- fault path (cow_signal.c) ---- */
 

@@ -143,6 +143,30 @@ static void cow_chain(int signal_number, siginfo_t *info, void *context)
 
 /* ---- the handler ---- */
 
+/* Over budget after a fault: unmap cold segments of the engine (eviction only tries locks), sparing
+ * the one just mapped. If that is not enough - the faulting segment itself holds the mappings, as
+ * when a single 2 MiB hot spot is written all over - collapse that segment too and map the faulting
+ * page again before returning, so the retried instruction finds it. The caller holds the view's
+ * read lock. */
+static void cow_stay_within_budget(cow_view_t *view, uint64_t page, int is_write, int64_t budget)
+{
+    cow_engine_t *engine = view->engine;
+    uint32_t segment = (uint32_t)(page >> COW_LEAF_SHIFT);
+    cow_evict_to_except(engine, budget - budget / 16, view, segment);
+    if (cow_engine_mappings(engine) <= budget)
+        return;
+    uint32_t *stripe = cow_stripe_for(view, segment);
+    cow_spin_lock(stripe);
+    if (cow_segment_evict(view, segment)) {
+        cow_resolve_result_t result = {COW_CALL_NONE, 0};
+        int error = is_write ? cow_resolve_segment_range(view, page, 1, 0, &result)
+                             : cow_map_for_read(view, page);
+        if (error != 0)
+            cow_fatal(cow_page_address(view, page), error, is_write ? result.failed_call : COW_CALL_MMAP);
+    }
+    cow_spin_unlock(stripe);
+}
+
 /* Returns 1 when the fault was ours and is resolved, 0 when it must be passed on. */
 static int cow_try_resolve(uint64_t address, int is_write)
 {
@@ -185,11 +209,10 @@ static int cow_try_resolve(uint64_t address, int is_write)
     } else {
         cow_add(&engine->read_faults, 1u);
     }
-    cow_read_unlock(&view->lock);
-    /* Over budget: unmap cold segments now, holding no lock (eviction only tries locks anyway). */
     int64_t budget = cow_load_relaxed(&engine->mapping_budget);
     if (budget > 0 && cow_engine_mappings(engine) > budget)
-        cow_evict_to_except(engine, budget - budget / 16, view, (uint32_t)(page >> COW_LEAF_SHIFT));
+        cow_stay_within_budget(view, page, is_write, budget);
+    cow_read_unlock(&view->lock);
     return 1;
 }
 

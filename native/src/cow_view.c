@@ -289,7 +289,7 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
      * only merges mappings, so it comes first; the target then needs one PROT_NONE run and a gap. */
     int error = cow_freeze(source, 0, NULL);
     if (error == 0) {
-        error = cow_make_room(engine, 2);
+        error = cow_make_room_holding(engine, 2, source);
         if (error != 0)
             cow_unfreeze_pinned(source); /* refused: prepared pages must stay writable */
     }
@@ -390,7 +390,7 @@ int cow_view_restore(cow_view_t *view, cow_view_t *source)
             continue;
         int64_t growth = cow_segment_unmap_growth(view, g);
         if (growth > 0)
-            error = cow_make_room(engine, growth);
+            error = cow_make_room_holding(engine, growth, view);
         if (error == 0)
             error = cow_segment_unmap(view, g);
     }

@@ -122,6 +122,13 @@ typedef struct cow_engine {
     uint32_t reclaim_lock;      /* guards head and tail */
     uint32_t reclaim_owner;     /* held by whoever is reclaiming, so a drain ends with nothing in flight */
 
+    /* ---- the segments faults touched last: eviction spares them, so an instruction that needs two
+     * segments at once (a store across a 2 MiB boundary), or a few threads' hot spots, cannot have
+     * one fault undo another's mapping forever ---- */
+    uint64_t recent_faults[8];  /* (view index << 32) | segment, + 1 (0 = empty) */
+    uint32_t recent_next;
+    uint32_t reserved3;
+
     /* ---- striped per-(view, segment) locks ---- */
     uint32_t stripes[COW_STRIPE_COUNT];
 } cow_engine_t;

@@ -86,6 +86,27 @@ int cow_segment_evict(cow_view_t *view, uint32_t segment)
     return 1;
 }
 
+static uint64_t cow_recent_key(const cow_view_t *view, uint32_t segment)
+{
+    return (((uint64_t)view->index << 32) | segment) + 1;
+}
+
+void cow_note_fault(cow_view_t *view, uint32_t segment)
+{
+    cow_engine_t *engine = view->engine;
+    uint32_t slot = __atomic_fetch_add(&engine->recent_next, 1u, __ATOMIC_RELAXED) & 7u;
+    cow_store_relaxed(&engine->recent_faults[slot], cow_recent_key(view, segment));
+}
+
+static int cow_recently_faulted(cow_engine_t *engine, const cow_view_t *view, uint32_t segment)
+{
+    uint64_t key = cow_recent_key(view, segment);
+    for (int i = 0; i < 8; i++)
+        if (cow_load_relaxed(&engine->recent_faults[i]) == key)
+            return 1;
+    return 0;
+}
+
 void cow_evict_to(cow_engine_t *engine, int64_t target)
 {
     cow_evict_to_except(engine, target, NULL, 0);
@@ -117,8 +138,8 @@ void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t 
             continue;
         }
         cow_store_relaxed(&engine->evict_segment, segment + 1);
-        if (view == keep_view && segment == keep_segment)
-            continue; /* the segment a fault just mapped: evicting it would fault again, forever */
+        if ((view == keep_view && segment == keep_segment) || cow_recently_faulted(engine, view, segment))
+            continue; /* a segment a fault just mapped: evicting it could fault again, forever */
         if (!cow_read_trylock(&view->lock))
             continue;
         if (view->state == COW_VIEW_LIVE && view->engine == engine && segment < view->segment_count) {

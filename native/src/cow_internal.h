@@ -168,6 +168,8 @@ COW_INTERNAL int64_t cow_segment_unmap_growth(cow_view_t *view, uint32_t segment
 COW_INTERNAL int cow_segment_unmap(cow_view_t *view, uint32_t segment);
 /* Unmaps segments of the engine's views, without ever blocking, until it uses at most `target`. */
 COW_INTERNAL void cow_evict_to(cow_engine_t *engine, int64_t target);
+/* Records that a fault just mapped a segment (eviction spares the last eight). */
+COW_INTERNAL void cow_note_fault(cow_view_t *view, uint32_t segment);
 /* The same, sparing one segment (the one a fault just resolved). */
 COW_INTERNAL void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t *keep_view,
                                       uint32_t keep_segment);

@@ -50,8 +50,10 @@ COW_EXPECT(cow_engine_t, reclaim_head, 236);
 COW_EXPECT(cow_engine_t, reclaim_tail, 240);
 COW_EXPECT(cow_engine_t, reclaim_lock, 244);
 COW_EXPECT(cow_engine_t, reclaim_owner, 248);
-COW_EXPECT(cow_engine_t, stripes, 252);
-_Static_assert(sizeof(cow_engine_t) == 256 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
+COW_EXPECT(cow_engine_t, recent_faults, 256);
+COW_EXPECT(cow_engine_t, recent_next, 320);
+COW_EXPECT(cow_engine_t, stripes, 328);
+_Static_assert(sizeof(cow_engine_t) == 328 + 4 * COW_STRIPE_COUNT, "cow_engine_t size");
 
 COW_EXPECT(cow_view_t, base, 0);
 COW_EXPECT(cow_view_t, page_count, 8);
@@ -116,7 +118,8 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_engine_t, reclaim_ring),
     COW_ROW(cow_engine_t, reclaim_capacity), COW_ROW(cow_engine_t, reclaim_head),
     COW_ROW(cow_engine_t, reclaim_tail), COW_ROW(cow_engine_t, reclaim_lock),
-    COW_ROW(cow_engine_t, reclaim_owner), COW_ROW(cow_engine_t, stripes),
+    COW_ROW(cow_engine_t, reclaim_owner), COW_ROW(cow_engine_t, recent_faults),
+    COW_ROW(cow_engine_t, recent_next), COW_ROW(cow_engine_t, stripes),
     COW_SIZE(cow_view_t),
     COW_ROW(cow_view_t, base), COW_ROW(cow_view_t, page_count), COW_ROW(cow_view_t, engine),
     COW_ROW(cow_view_t, leaves), COW_ROW(cow_view_t, write_chunks), COW_ROW(cow_view_t, mapped_bits), COW_ROW(cow_view_t, writable_bits),

@@ -210,8 +210,10 @@ static int cow_try_resolve(uint64_t address, int is_write)
         cow_add(&engine->read_faults, 1u);
     }
     int64_t budget = cow_load_relaxed(&engine->mapping_budget);
-    if (budget > 0 && cow_engine_mappings(engine) > budget)
+    if (budget > 0 && cow_engine_mappings(engine) > budget) {
+        cow_note_fault(view, (uint32_t)(page >> COW_LEAF_SHIFT));
         cow_stay_within_budget(view, page, is_write, budget);
+    }
     cow_read_unlock(&view->lock);
     return 1;
 }

@@ -72,6 +72,10 @@ internal unsafe struct CowEngineTable
     public uint ReclaimLock;
     public uint ReclaimOwner;
 
+    public fixed ulong RecentFaults[8];
+    public uint RecentNext;
+    public uint Reserved3;
+
     public fixed uint Stripes[CowConstants.StripeCount];
 }
 

@@ -4,7 +4,14 @@
 #   ./build.sh [build]        build native/libcowengine.so and the solution (Release)
 #   ./build.sh test [args]    build, then run the tests (TRX in artifacts/test-results/)
 #   ./build.sh run [args]     build, then run the demo with args
-#   ./build.sh bench [args]   build, then run the benchmarks with args
+#   ./build.sh bench          build, run every benchmark scenario (CowEngine vs fork, ~10 min), then
+#                             regenerate docs/benchmarks.md's tables and chart (bench/report.py)
+#   ./build.sh bench --quick  build, then a smoke run of every scenario (smallest sizes, one
+#                             iteration; under 3 minutes); results in BenchmarkDotNet.Artifacts/quick
+#   ./build.sh bench [--quick] ARGS  build, then run the benchmarks BenchmarkDotNet's ARGS select
+#                             (e.g. --filter '*Rollback*'), docs untouched
+#   ./build.sh pack           build, then pack the NuGet package into artifacts/packages/
+#   ./build.sh stress [--minutes N] [--seed S] [--threads N]  build, then the stress run (1 min default; docs/reliability.md)
 #   ./build.sh clean          remove all build output
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -62,6 +69,21 @@ run_tests() {
     return "$rc"
 }
 
+run_benchmarks() {
+    build
+    local rc=0
+    dotnet run --project bench/CowEngine.Benchmarks -c "$CONFIG" --no-build -- "$@" || rc=$?
+    if (($# == 0)); then
+        # A full run: turn the CSVs it just wrote into the docs' tables and chart, even if a
+        # scenario failed (its rows then say so). Debian's python3 has Debian's matplotlib.
+        local python=/usr/bin/python3
+        [[ -x $python ]] || python=python3
+        bench/ensure-plot-tools.sh || echo "build.sh: no matplotlib: tables only, the chart is not redrawn" >&2
+        "$python" bench/report.py || rc=$?
+    fi
+    return "$rc"
+}
+
 clean() {
     make -C native clean
     rm -rf artifacts BenchmarkDotNet.Artifacts \
@@ -75,7 +97,9 @@ case "$cmd" in
     build) build ;;
     test)  run_tests "$@" ;;
     run)   build; dotnet run --project src/CowEngine.Demo -c "$CONFIG" --no-build -- "$@" ;;
-    bench) build; dotnet run --project bench/CowEngine.Benchmarks -c "$CONFIG" --no-build -- "$@" ;;
+    pack)  build; dotnet pack src/CowEngine/CowEngine.csproj -c "$CONFIG" --no-build -o artifacts/packages ;;
+    bench) run_benchmarks "$@" ;;
+    stress) build; dotnet tests/CowEngine.Stress/bin/"$CONFIG"/net10.0/CowEngine.Stress.dll "$@" ;;
     clean) clean ;;
     -h|--help|help) usage ;;
     *)

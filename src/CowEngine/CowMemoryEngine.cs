@@ -64,6 +64,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         Reclaimer = new SlotReclaimer(Handle);
         _ = ProcessTables.Table; // installs the handler on first use
         Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, _maxMapCount);
+        CowMetrics.Register(this);
     }
 
     internal EngineHandle Handle { get; }
@@ -71,6 +72,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     internal SlotReclaimer Reclaimer { get; }
 
     internal ILogger Logger { get; }
+
+    /// <summary>Completed <see cref="CowView.RestoreTo"/> calls (for <see cref="CowMetrics"/>).</summary>
+    internal long RestoreCount;
 
     /// <summary>The capacity limit in bytes.</summary>
     public long CapacityBytes { get; }
@@ -162,6 +166,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
             view.Dispose();
         Reclaimer.Dispose();
         Log.EngineDisposed(Logger, live.Count);
+        CowMetrics.Unregister(this);
         Handle.Dispose();
     }
 

@@ -147,6 +147,7 @@ public sealed unsafe class CowView : IDisposable
         ArgumentNullException.ThrowIfNull(source);
         CheckSameShape(source, nameof(source));
         WithBoth(source, (a, b) => CowNative.ViewRestore(a, b), "restoring a view");
+        Interlocked.Increment(ref Engine.RestoreCount);
         Engine.Reclaimer.Signal();
     }
 

@@ -1,0 +1,69 @@
+namespace CowEngine.Benchmarks.Infrastructure;
+
+/// <summary>Page index lists and the store loop every scenario uses to write pages.</summary>
+internal static unsafe class Pages
+{
+    public const int Size = CowMemoryEngine.PageSize;
+
+    public static uint[] Sequential(int count)
+    {
+        var pages = new uint[count];
+        for (int i = 0; i < count; i++)
+            pages[i] = (uint)i;
+        return pages;
+    }
+
+    /// <summary><paramref name="count"/> distinct pages of [0, <paramref name="pageCount"/>) in random order.</summary>
+    public static uint[] Random(long pageCount, int count, int seed) => new RandomPageSource(pageCount, seed).Next(count);
+
+    /// <summary>
+    /// One store per page, nothing else, so that the time is the fault's: a store (not a
+    /// read-modify-write) makes an absent page take one write fault instead of a read fault and then
+    /// a write fault. The C child does exactly the same (cow_fork_baseline.c, write_pages).
+    /// </summary>
+    public static void Write(byte* baseAddress, uint[] pages, byte value)
+    {
+        for (int i = 0; i < pages.Length; i++)
+            baseAddress[(nint)pages[i] * Size] = value;
+    }
+
+    /// <summary>Writes pages [first, first + count).</summary>
+    public static void WriteRange(byte* baseAddress, long first, long count, byte value)
+    {
+        byte* end = baseAddress + (first + count) * Size;
+        for (byte* p = baseAddress + first * Size; p < end; p += Size)
+            *p = value;
+    }
+}
+
+/// <summary>
+/// Draws sets of distinct random pages, a fresh set per call, in O(count) per call: a partial
+/// Fisher-Yates shuffle over a permutation that persists between calls.
+/// </summary>
+internal sealed class RandomPageSource
+{
+    private readonly uint[] _permutation;
+    private readonly Random _random;
+
+    public RandomPageSource(long pageCount, int seed)
+    {
+        _permutation = new uint[pageCount];
+        for (uint i = 0; i < pageCount; i++)
+            _permutation[i] = i;
+        _random = new Random(seed);
+    }
+
+    public uint[] Next(int count)
+    {
+        if (count > _permutation.Length)
+            throw new ArgumentOutOfRangeException(nameof(count), $"{count} pages asked of {_permutation.Length}.");
+        var pages = new uint[count];
+        for (int i = 0; i < count; i++)
+        {
+            int j = _random.Next(i, _permutation.Length);
+            (_permutation[i], _permutation[j]) = (_permutation[j], _permutation[i]);
+            pages[i] = _permutation[i];
+        }
+        return pages;
+    }
+}

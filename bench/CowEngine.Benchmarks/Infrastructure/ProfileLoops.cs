@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace CowEngine.Benchmarks.Infrastructure;
+
+/// <summary>
+/// The engine's hot loops of scenarios 2 and 3, alone in a process, for profilers:
+/// <code>
+///   CowEngine.Benchmarks profile snapshot K ITERATIONS      1 GiB region; loop { write K random pages; snapshot; dispose previous }
+///   CowEngine.Benchmarks profile first-write ORDER PAGES     256 MiB region, snapshot, then write PAGES pages (Sequential|Random)
+/// </code>
+/// e.g. <c>strace -f -c -o counts.txt CowEngine.Benchmarks profile snapshot 256 200</c> or
+/// <c>perf record -g -- CowEngine.Benchmarks profile first-write Random 16384</c>. Each prints
+/// the time of its measured part, so runs with and without a profiler can be compared; setup (the
+/// region's first fill) is in the profile too, and is the same for every K, so diff two runs.
+/// </summary>
+internal static unsafe class ProfileLoops
+{
+    public static int Run(string[] args)
+    {
+        try
+        {
+            return args switch
+            {
+                ["snapshot", var k, var iterations] => SnapshotLoop(int.Parse(k, CultureInfo.InvariantCulture), int.Parse(iterations, CultureInfo.InvariantCulture)),
+                ["first-write", var order, var pages] => FirstWrite(order, int.Parse(pages, CultureInfo.InvariantCulture)),
+                _ => Usage(),
+            };
+        }
+        catch (FormatException)
+        {
+            return Usage();
+        }
+    }
+
+    private static int Usage()
+    {
+        Console.Error.WriteLine("usage: CowEngine.Benchmarks profile snapshot K ITERATIONS | profile first-write Sequential|Random PAGES");
+        return 2;
+    }
+
+    private static int SnapshotLoop(int k, int iterations)
+    {
+        using var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(1024 * BenchSettings.MiB);
+        Pages.WriteRange(region.Pointer, 0, region.PageCount, 1);
+        CowView previous = region.Snapshot();
+        var random = new RandomPageSource(region.PageCount, seed: 2);
+        double snapshotTicks = 0, writeTicks = 0;
+        for (int i = 0; i < iterations; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            Pages.Write(region.Pointer, random.Next(k), (byte)(i + 2));
+            long written = Stopwatch.GetTimestamp();
+            CowView snapshot = region.Snapshot();
+            previous.Dispose();
+            previous = snapshot;
+            snapshotTicks += Stopwatch.GetTimestamp() - written;
+            writeTicks += written - start;
+        }
+        double us = 1e6 / Stopwatch.Frequency / iterations;
+        Console.WriteLine($"k={k}: snapshot + dispose previous {snapshotTicks * us:F1} us, writing k pages {writeTicks * us:F1} us, " +
+            $"mappings {engine.GetStats().Mappings} (mean of {iterations} iterations)");
+        return 0;
+    }
+
+    private static int FirstWrite(string order, int pages)
+    {
+        using var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(256 * BenchSettings.MiB);
+        Pages.WriteRange(region.Pointer, 0, region.PageCount, 1);
+        using CowView snapshot = region.Snapshot();
+        uint[] list = order switch
+        {
+            "Sequential" => Pages.Sequential(pages),
+            "Random" => Pages.Random(region.PageCount, pages, seed: 3),
+            _ => throw new FormatException(),
+        };
+        long start = Stopwatch.GetTimestamp();
+        Pages.Write(region.Pointer, list, 2);
+        double us = Stopwatch.GetElapsedTime(start).TotalMicroseconds / pages;
+        Console.WriteLine($"{order}: {us:F2} us per page over {pages} pages, mappings {engine.GetStats().Mappings}");
+        return 0;
+    }
+}

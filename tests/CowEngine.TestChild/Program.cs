@@ -1,0 +1,269 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using CowEngine;
+
+namespace CowEngine.TestChild;
+
+/// <summary>
+/// Runs one crash scenario per process for tests/CowEngine.Tests/FatalFaultTests.cs. Every scenario
+/// prints progress lines to stdout (flushed before the deliberate crash, so the test can tell how
+/// far it got) and most of them end the process on purpose. A line starting with "UNEXPECTED" means
+/// the crash did not happen; the process then exits with 0, which the tests treat as a failure.
+/// </summary>
+/// <remarks>Exit codes of its own: 0 scenario returned, 2 bad usage, 3 the scenario's setup failed.</remarks>
+internal static unsafe partial class Program
+{
+    private const int PageSize = CowMemoryEngine.PageSize;
+
+    private static int Main(string[] args)
+    {
+        if (args.Length != 1)
+        {
+            Console.Error.WriteLine("usage: CowEngine.TestChild <scenario>");
+            return 2;
+        }
+        // A crash is the expected outcome: do not spend seconds writing a core file for it.
+        DisableCoreDumps();
+        Progress($"scenario {args[0]} pid {Environment.ProcessId}");
+        return args[0] switch
+        {
+            "clean-exit" => CleanExit(),
+            "capacity-exhausted" => CapacityExhausted(),
+            "mapping-limit" => MappingLimit(),
+            "stale-pointer-write" => StalePointerWrite(),
+            "stack-overflow" => StackOverflow(),
+            "read-past-view-end" => ReadPastViewEnd(),
+            "write-past-view-end" => WritePastViewEnd(),
+            _ => UnknownScenario(args[0]),
+        };
+    }
+
+    /// <summary>The harness's control case: copy-on-write works and the process exits normally.</summary>
+    private static int CleanExit()
+    {
+        using var engine = new CowMemoryEngine();
+        using CowView region = engine.CreateRegion(4 * PageSize);
+        region.AsSpan().Fill(0x11);
+        using CowView snapshot = region.Snapshot();
+        region.AsSpan().Fill(0x22);
+        bool ok = AllBytesAre(region, 0x22) && AllBytesAre(snapshot, 0x11);
+        Progress($"copy-on-write ok: {ok}");
+        return ok ? 0 : 3;
+    }
+
+    /// <summary>
+    /// The fault path needs a slot for the copy, and the engine's capacity (16 pages) is taken by the
+    /// region itself: the handler can neither resolve the fault nor return, so it must abort.
+    /// </summary>
+    private static int CapacityExhausted()
+    {
+        var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 16 * PageSize });
+        CowView region = engine.CreateRegion(16 * PageSize);
+        region.AsSpan().Fill(0x11);
+        CowView snapshot = region.Snapshot();
+        Progress($"region and snapshot share 16 pages; slots in use {engine.GetStats().SlotsInUse} of 16");
+        Progress("writing a shared page");
+        WriteByte(region.Pointer + 5 * PageSize, 0x77);
+        Progress($"UNEXPECTED: the write returned; snapshot byte {snapshot.Pointer[5 * PageSize]}");
+        return 0;
+    }
+
+    /// <summary>
+    /// The kernel refuses the mapping a copy needs (vm.max_map_count), and the engine cannot make
+    /// room by unmapping its own mappings: the handler must abort with a line naming the limit.
+    /// </summary>
+    /// <remarks>
+    /// <para>The engine's answer to ENOMEM is to unmap (evict) its evictable segments and retry
+    /// once. So the region's only segment is pinned first (PrepareForWrite on page 0 pins it until
+    /// the next snapshot), the snapshot is never touched (nothing of it is mapped), and there is no
+    /// other view: eviction finds nothing, and the retry fails too.</para>
+    /// <para>After the exhaustion loop the process may not need anything new from the kernel's
+    /// mapping table before the fault: no GC allocation that could commit heap memory, no
+    /// compilation of a method (tiered compilation is off for this program and every method used
+    /// afterwards has run once already), no new thread. The loop ends one mapping past the limit
+    /// (mmap checks "count > limit", a split checks "count >= limit"); one of our pages is freed
+    /// again as a margin for the runtime, which leaves the process exactly at vm.max_map_count. The
+    /// copy of a page in the middle of a read-only run must split that run twice, which the kernel
+    /// then refuses (measured: freeing two pages would already let it succeed).</para>
+    /// </remarks>
+    private static int MappingLimit()
+    {
+        var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(8 * PageSize);
+        region.AsSpan().Fill(0x11);
+        CowView snapshot = region.Snapshot();
+        region.PrepareForWrite(0, PageSize); // page 0 private and pinned; pages 1-7 one read-only run
+        // Warm up (compile, resolve) everything that runs after the exhaustion: the write helper
+        // (on the prepared page: no fault), Progress with a number, mmap and munmap.
+        WriteByte(region.Pointer, 0x12);
+        nint warmUp = LibC.Mmap(0, PageSize, LibC.ProtRead, LibC.MapPrivate | LibC.MapAnonymous, -1, 0);
+        LibC.Munmap(warmUp, PageSize);
+        Progress($"region of 8 pages snapshotted, page 0 prepared; region mappings {region.GetStats().Mappings}");
+
+        int limit = ReadMaxMapCount();
+        nint[] pages = new nint[limit + 4096];
+        int count = 0;
+        int error = 0;
+        while (count < pages.Length)
+        {
+            // Neighbouring anonymous pages with different protections never merge: one mapping each.
+            int protection = (count & 1) == 0 ? LibC.ProtRead : LibC.ProtNone;
+            nint page = LibC.Mmap(0, PageSize, protection, LibC.MapPrivate | LibC.MapAnonymous, -1, 0);
+            if (page == LibC.MapFailed)
+            {
+                error = Marshal.GetLastPInvokeError();
+                break;
+            }
+            pages[count++] = page;
+        }
+        if (error != LibC.ENOMEM)
+        {
+            Progress($"setup failed: mmap stopped after {count} pages with errno {error}, expected ENOMEM");
+            return 3;
+        }
+        LibC.Munmap(pages[--count], PageSize);
+        Progress($"mappings exhausted after {count} mmaps; writing a page in the middle of the shared run");
+        WriteByte(region.Pointer + 4 * PageSize, 0x22);
+        Progress($"UNEXPECTED: the write returned; snapshot byte {snapshot.Pointer[4 * PageSize]}");
+        return 0;
+    }
+
+    /// <summary>
+    /// A write through a pointer into a disposed view must fault (the range is PROT_NONE and no longer
+    /// in the engine's directory) instead of landing anywhere, in particular not in a newer view.
+    /// </summary>
+    private static int StalePointerWrite()
+    {
+        var engine = new CowMemoryEngine();
+        CowView disposed = engine.CreateRegion(4 * PageSize);
+        disposed.AsSpan().Fill(0x33);
+        byte* stale = disposed.Pointer;
+        disposed.Dispose();
+
+        CowView second = engine.CreateRegion(4 * PageSize);
+        second.AsSpan().Fill(0x44);
+        CowView secondSnapshot = second.Snapshot();
+        Progress($"second view intact: {AllBytesAre(second, 0x44) && AllBytesAre(secondSnapshot, 0x44)}");
+        Progress($"second view reuses the stale range: {second.Pointer == stale}");
+        Progress("writing through the stale pointer");
+        WriteByte(stale + 100, 0x55);
+        Progress($"UNEXPECTED: the stray write returned; second view intact: {AllBytesAre(second, 0x44) && AllBytesAre(secondSnapshot, 0x44)}");
+        return 0;
+    }
+
+    /// <summary>A managed stack overflow must still reach the runtime, which reports it.</summary>
+    private static int StackOverflow()
+    {
+        using var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(PageSize);
+        CowView snapshot = region.Snapshot();
+        WriteByte(region.Pointer, 1); // one resolved fault, so the handler has run before
+        Progress($"copy-on-write fault resolved: {region.Pointer[0] == 1 && snapshot.Pointer[0] == 0}");
+        Progress("recursing");
+        int result = Recurse(0);
+        Progress($"UNEXPECTED: the recursion returned {result}");
+        return 0;
+    }
+
+    /// <summary>
+    /// A read of the PROT_NONE rest of a view's 2 MiB segment is not a write fault: the handler must
+    /// pass it on (the runtime then ends the process), not swallow it or loop on it.
+    /// </summary>
+    private static int ReadPastViewEnd()
+    {
+        var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(PageSize);
+        region.AsSpan().Fill(0x66);
+        CowView snapshot = region.Snapshot();
+        Progress($"last byte of the view: {ReadByte(region.Pointer + PageSize - 1)}");
+        Progress("reading the first byte past the view");
+        byte value = ReadByte(region.Pointer + PageSize);
+        Progress($"UNEXPECTED: the read returned {value}; snapshot {snapshot.Pointer[0]}");
+        return 0;
+    }
+
+    /// <summary>
+    /// A write to the PROT_NONE rest of a view's segment is a write fault in a segment the directory
+    /// maps to a live view, but outside the view's pages: it must be passed on as well.
+    /// </summary>
+    private static int WritePastViewEnd()
+    {
+        var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(PageSize);
+        CowView snapshot = region.Snapshot();
+        WriteByte(region.Pointer + PageSize - 1, 0x66);
+        Progress($"last byte of the view written: {region.Pointer[PageSize - 1] == 0x66 && snapshot.Pointer[PageSize - 1] == 0}");
+        Progress("writing the first byte past the view");
+        WriteByte(region.Pointer + PageSize, 0x67);
+        Progress("UNEXPECTED: the write returned");
+        return 0;
+    }
+
+    private static int UnknownScenario(string name)
+    {
+        Console.Error.WriteLine($"unknown scenario '{name}'");
+        return 2;
+    }
+
+    // ---- helpers ----
+
+    private static void Progress(string line)
+    {
+        Console.Out.WriteLine(line);
+        Console.Out.Flush();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteByte(byte* address, byte value) => Volatile.Write(ref *address, value);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static byte ReadByte(byte* address) => Volatile.Read(ref *address);
+
+    /// <summary>Recursion the JIT cannot turn into a loop: work after the call, a frame of ~200 bytes.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Recurse(int depth)
+    {
+        Span<byte> frame = stackalloc byte[128];
+        frame[depth & 127] = (byte)depth;
+        return Recurse(depth + 1) + frame[(depth + 1) & 127];
+    }
+
+    private static bool AllBytesAre(CowView view, byte value) => !view.AsSpan().ContainsAnyExcept(value);
+
+    private static int ReadMaxMapCount() =>
+        int.Parse(File.ReadAllText("/proc/sys/vm/max_map_count").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+    private static void DisableCoreDumps()
+    {
+        var none = new LibC.RLimit();
+        if (LibC.SetRLimit(LibC.RLimitCore, &none) != 0)
+            Console.Error.WriteLine($"setrlimit(RLIMIT_CORE) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    private static partial class LibC
+    {
+        public const int ProtNone = 0;
+        public const int ProtRead = 1;
+        public const int MapPrivate = 0x02;
+        public const int MapAnonymous = 0x20;
+        public const nint MapFailed = -1;
+        public const int ENOMEM = 12;
+        public const int RLimitCore = 4;
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct RLimit
+        {
+            public ulong Current;
+            public ulong Maximum;
+        }
+
+        [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+        public static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, long offset);
+
+        [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+        public static partial int Munmap(nint address, nuint length);
+
+        [LibraryImport("libc", EntryPoint = "setrlimit", SetLastError = true)]
+        public static partial int SetRLimit(int resource, RLimit* limit);
+    }
+}

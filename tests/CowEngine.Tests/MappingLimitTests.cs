@@ -1,0 +1,184 @@
+using CowEngine.Tests.Support;
+
+namespace CowEngine.Tests;
+
+/// <summary>
+/// Uses up to half of the process's vm.max_map_count; run alone so that no other test's mappings
+/// and this one's together reach the kernel's limit.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class MappingLimitCollection
+{
+    public const string Name = "Mapping limit (process-wide mappings)";
+}
+
+/// <summary>
+/// Issue 5: no write pattern may exhaust vm.max_map_count. Random single-page writes to a
+/// snapshotted view give each written page its own mapping (FACTS: the limit falls after ~35k pages
+/// of a 1 GiB view); the engine must complete them all, on default sysctls, never using more than
+/// its budget (half the process's limit), without losing or mixing up a byte, and without copying
+/// more than the pages written.
+/// </summary>
+[Collection(MappingLimitCollection.Name)]
+public sealed unsafe class MappingLimitTests
+{
+    private const int PageSize = CowMemoryEngine.PageSize;
+    private const int NestedSnapshots = 10;
+
+    [Theory]
+    [InlineData(1L << 30, 1.0, 1)]  // every page of 1 GiB, in random order
+    [InlineData(1L << 30, 1.0, 2)]  // the same with two writer threads
+    [InlineData(4L << 30, 0.1, 1)]  // 10% of 4 GiB, sparse and random
+    [InlineData(4L << 30, 0.1, 2)]
+    public void RandomSinglePageWrites_WithNestedSnapshotsAlive_StayWithinTheBudget(long bytes, double share, int threads)
+    {
+        using var engine = new CowMemoryEngine();
+        using CowView region = engine.CreateRegion(bytes);
+        long pages = bytes / PageSize;
+        for (long page = 0; page < pages; page++)
+            *(long*)(region.Pointer + page * PageSize) = page; // page numbers: every page distinct
+
+        // Ten nested snapshots (each taken after one more write), so every later write copies.
+        var snapshots = new List<CowView>();
+        for (int level = 0; level < NestedSnapshots; level++)
+        {
+            snapshots.Add(region.Snapshot());
+            *(long*)(region.Pointer + 16) = level + 1;
+        }
+
+        long[] order = RandomOrder(pages, seed: 5);
+        long writes = (long)(pages * share);
+        long peakMappings = 0, peakProcessMappings = 0;
+        var workers = new Thread[threads];
+        for (int t = 0; t < threads; t++)
+        {
+            int worker = t;
+            workers[t] = new Thread(() =>
+            {
+                for (long i = worker; i < writes; i += threads)
+                {
+                    long page = order[i];
+                    *(long*)(region.Pointer + page * PageSize + 8) = page + 1;
+                    if (worker == 0 && (i & 2047) == 0)
+                    {
+                        long mappings = engine.GetStats().Mappings;
+                        peakMappings = Math.Max(peakMappings, mappings);
+                        Assert.True(mappings <= engine.MappingBudget, $"{mappings} mappings after {i} writes, budget {engine.MappingBudget}");
+                    }
+                    if (worker == 0 && (i & 32767) == 0)
+                        peakProcessMappings = Math.Max(peakProcessMappings, ProcMaps.ReadAll().Count);
+                }
+            });
+            workers[t].Start();
+        }
+        foreach (Thread worker in workers)
+            worker.Join();
+
+        CowEngineStats after = engine.GetStats();
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"{writes} writes on {threads} thread(s): peak engine mappings {peakMappings} (budget {engine.MappingBudget}, limit {File.ReadAllText("/proc/sys/vm/max_map_count").Trim()}), " +
+            $"peak process mappings {peakProcessMappings}, evictions {after.Evictions}, pages copied {after.PagesCopied}, committed {after.CommittedBytes >> 20} MiB");
+        Assert.True(after.Mappings <= engine.MappingBudget);
+        Assert.True(peakProcessMappings < 65_530, $"the process used {peakProcessMappings} mappings");
+
+        // Memory: the region, plus one copy per page written (and the ten one-page writes to page 0
+        // that made the snapshots differ; page 0 is private by the time a random write reaches it)
+        // - nothing copied for the sake of the mapping limit.
+        var written = new bool[pages];
+        for (long i = 0; i < writes; i++)
+            written[order[i]] = true;
+        long copies = writes + NestedSnapshots - (written[0] ? 1 : 0);
+        Assert.Equal(copies, after.PagesCopied);
+        long ideal = (pages + copies) * PageSize;
+        Assert.InRange(after.CommittedBytes, ideal - 64 * PageSize, ideal + 64 * PageSize);
+
+        // Contents: every page of the region, and the snapshots untouched by the writes.
+        for (long page = 0; page < pages; page++)
+        {
+            byte* at = region.Pointer + page * PageSize;
+            Assert.Equal(page, *(long*)at);
+            long expected = written[page] ? page + 1 : 0;
+            if (*(long*)(at + 8) != expected)
+                Assert.Fail($"region page {page} holds {*(long*)(at + 8)} at offset 8, expected {expected}");
+        }
+        for (int level = 0; level < NestedSnapshots; level++)
+        {
+            CowView snapshot = snapshots[level];
+            Assert.Equal(level, *(long*)(snapshot.Pointer + 16));
+            for (long page = 1; page < pages; page += 97)
+            {
+                Assert.Equal(page, *(long*)(snapshot.Pointer + page * PageSize));
+                Assert.Equal(0, *(long*)(snapshot.Pointer + page * PageSize + 8));
+            }
+        }
+        Assert.True(engine.GetStats().Mappings <= engine.MappingBudget);
+
+        foreach (CowView snapshot in snapshots)
+            snapshot.Dispose();
+    }
+
+    [Fact]
+    public void AViewTouchedAgainAfterEviction_ReadsAndWritesItsOwnPages()
+    {
+        // A tiny budget forces eviction on almost every fault; the page table stays the truth.
+        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 64 });
+        using CowView region = engine.CreateRegion(8L << 20);
+        long pages = region.PageCount;
+        for (long page = 0; page < pages; page++)
+            *(long*)(region.Pointer + page * PageSize) = page;
+        using CowView snapshot = region.Snapshot();
+        for (long page = 0; page < pages; page += 2)
+            *(long*)(region.Pointer + page * PageSize + 8) = -page;
+
+        CowEngineStats stats = engine.GetStats();
+        Assert.True(stats.Evictions > 0, "a budget of 64 must have forced evictions");
+        Assert.True(stats.Mappings <= 64 + 8, $"{stats.Mappings} mappings");
+        for (long page = 0; page < pages; page++)
+        {
+            Assert.Equal(page, *(long*)(region.Pointer + page * PageSize));
+            Assert.Equal(page % 2 == 0 ? -page : 0, *(long*)(region.Pointer + page * PageSize + 8));
+            Assert.Equal(0, *(long*)(snapshot.Pointer + page * PageSize + 8));
+        }
+        // Dirty tracking survives eviction: every written page is still reported.
+        CowPageSet dirty = region.TakeDirtyPages();
+        for (long page = 0; page < pages; page += 2)
+            Assert.True(dirty.Contains(page), $"written page {page} missing from the dirty set");
+    }
+
+    [Fact]
+    public void PreparedPages_AreNotEvicted_SoSystemCallsCanUseThem()
+    {
+        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 32 });
+        using CowView region = engine.CreateRegion(4L << 20);
+        using CowView snapshot = region.Snapshot();
+        region.PrepareForWrite(0, 16 * PageSize);
+        snapshot.PrepareForRead(100 * PageSize, 16 * PageSize);
+        // Fragment the rest heavily so the engine has to evict.
+        for (long page = 32; page < region.PageCount; page += 2)
+            region.Pointer[page * PageSize] = 1;
+        Assert.True(engine.GetStats().Evictions > 0);
+
+        string path = Path.GetTempFileName();
+        try
+        {
+            using (var file = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite))
+            {
+                RandomAccess.Write(file, snapshot.AsSpan(100 * PageSize, 16 * PageSize), 0); // kernel reads the snapshot
+                RandomAccess.Read(file, region.AsSpan(0, 16 * PageSize), 0);                  // kernel writes the region
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static long[] RandomOrder(long count, int seed)
+    {
+        var order = new long[count];
+        for (long i = 0; i < count; i++)
+            order[i] = i;
+        new Random(seed).Shuffle(order);
+        return order;
+    }
+}

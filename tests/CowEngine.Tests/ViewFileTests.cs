@@ -1,0 +1,308 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace CowEngine.Tests;
+
+/// <summary>
+/// <see cref="CowViewFile"/> and <see cref="CowViewFileChain"/>: full and incremental saves, loaded
+/// back and compared with a byte-array model of the view at every save; and every check of the
+/// format refusing a damaged or misordered file.
+/// </summary>
+public sealed class ViewFileTests : IDisposable
+{
+    private const int PageSize = CowMemoryEngine.PageSize;
+
+    private readonly string _directory = Directory.CreateTempSubdirectory("cowengine-files-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 1L << 30 });
+
+    private string PathOf(string name) => Path.Combine(_directory, name);
+
+    /// <summary>The format's checksum is XXH64 with seed 0: the reference implementation's values.</summary>
+    [Theory]
+    [InlineData("", 0xEF46DB3751D8E999UL)]
+    [InlineData("a", 0xD24EC4F1A98C6E5BUL)]
+    [InlineData("abc", 0x44BC2CF5AD770999UL)]
+    [InlineData("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", 0x7639D419DE614EEDUL)]
+    public void Checksum_IsXxHash64(string text, ulong expected) =>
+        Assert.Equal(expected, CowViewFile.Checksum(Encoding.ASCII.GetBytes(text)));
+
+    [Fact]
+    public void Checksum_OfAPage_IsXxHash64()
+    {
+        // bytes 0..255 sixteen times: 4096 bytes, the reference value from libxxhash 0.8.1
+        byte[] page = Enumerable.Range(0, PageSize).Select(i => (byte)i).ToArray();
+        Assert.Equal(0x0F6E64BE186AF6A4UL, CowViewFile.Checksum(page));
+    }
+
+    [Fact]
+    public void SaveThenLoad_GivesTheSameBytes_AndStoresOnlyNonZeroPages()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(300 * PageSize);
+        var model = new byte[world.Length];
+        var random = new Random(11);
+        for (int page = 0; page < 300; page += 3) // two pages in three stay zero
+            random.NextBytes(model.AsSpan(page * PageSize, PageSize));
+        model.CopyTo(world.AsSpan());
+        using CowView snapshot = world.Snapshot();
+        string path = PathOf("world.cowview");
+
+        CowViewFileHeader header = CowViewFile.Save(snapshot, path);
+        using CowView loaded = CowViewFile.Load(engine, path);
+
+        Assert.Equal(model, loaded.AsSpan().ToArray());
+        Assert.False(loaded.IsSnapshot);
+        Assert.Equal(CowViewFileKind.Full, header.Kind);
+        Assert.Equal(100, header.PageCount);
+        Assert.Equal(0, header.Sequence);
+        Assert.Equal(world.Length, header.ViewLength);
+        Assert.Equal(4096 + 4096 + 100L * PageSize, new FileInfo(path).Length); // header, 1,600-byte table padded, pages
+        Assert.Equal(header, CowViewFile.ReadHeader(path));
+        Assert.Equal(Encoding.ASCII.GetBytes("COWVIEW\0"), File.ReadAllBytes(path).AsSpan(0, 8).ToArray());
+        Assert.Equal(new[] { "world.cowview" }, Directory.GetFiles(_directory).Select(f => Path.GetFileName(f))); // no temporary left
+    }
+
+    /// <summary>
+    /// The model test of the chain: random writes (some of them rewriting a page with the bytes it
+    /// held), a rollback to an older snapshot, a save after each round; every prefix of the chain
+    /// loads back to the model as it was at that save, and each changes file holds exactly the
+    /// pages written that round.
+    /// </summary>
+    [Fact]
+    public void IncrementalChain_EveryPrefixLoadsBackToTheModel()
+    {
+        const int Pages = 1_200; // three segments, the last one partial
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(Pages * PageSize);
+        var model = new byte[world.Length];
+        var random = new Random(12);
+        random.NextBytes(model.AsSpan(0, 50 * PageSize));
+        model.CopyTo(world.AsSpan());
+        using var chain = new CowViewFileChain(PathOf("sim"));
+        var modelAtSave = new List<byte[]>();
+        CowView? rollbackPoint = null;
+        byte[]? modelAtRollbackPoint = null;
+
+        try
+        {
+            for (int round = 0; round < 8; round++)
+            {
+                var written = new HashSet<long>();
+                bool rolledBack = false;
+                if (round == 5)
+                {
+                    world.RestoreTo(rollbackPoint!);
+                    modelAtRollbackPoint!.CopyTo(model, 0);
+                    rolledBack = true;
+                }
+                int writes = round == 0 ? 0 : random.Next(1, 40);
+                for (int w = 0; w < writes; w++)
+                {
+                    long page = random.Next(Pages);
+                    int offset = random.Next(PageSize - 16);
+                    var bytes = new byte[16];
+                    if (w % 5 == 0)
+                        model.AsSpan((int)(page * PageSize + offset), 16).CopyTo(bytes); // same bytes again
+                    else
+                        random.NextBytes(bytes);
+                    bytes.CopyTo(world.AsSpan(page * PageSize + offset, 16));
+                    bytes.CopyTo(model, page * PageSize + offset);
+                    written.Add(page);
+                }
+                if (round == 2)
+                {
+                    rollbackPoint = world.Snapshot();
+                    modelAtRollbackPoint = (byte[])model.Clone();
+                }
+
+                CowViewFileHeader header = chain.Save(world);
+                modelAtSave.Add((byte[])model.Clone());
+
+                Assert.Equal(round, header.Sequence);
+                if (round == 0)
+                {
+                    Assert.Equal(CowViewFileKind.Full, header.Kind);
+                    Assert.Equal(50, header.PageCount);
+                }
+                else
+                {
+                    Assert.Equal(CowViewFileKind.Changes, header.Kind);
+                    if (!rolledBack)
+                        Assert.Equal(written.Count, header.PageCount);
+                }
+            }
+
+            Assert.Equal(8, chain.Files.Count);
+            for (int length = 1; length <= chain.Files.Count; length++)
+            {
+                using CowView loaded = CowViewFile.Load(engine, chain.Files.Take(length).ToList());
+                Assert.True(modelAtSave[length - 1].AsSpan().SequenceEqual(loaded.AsSpan()), $"the first {length} files should load back to save {length - 1}");
+            }
+            using CowView last = chain.Load(engine);
+            Assert.Equal(model, last.AsSpan().ToArray());
+            Assert.Equal(model, world.AsSpan().ToArray());
+        }
+        finally
+        {
+            rollbackPoint?.Dispose();
+        }
+    }
+
+    [Fact]
+    public void StaticSaveChanges_LinksToItsParent_AndStoresOnlyChangedPages()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(64 * PageSize);
+        world.AsSpan(0, 64 * PageSize).Fill(9);
+        using CowView first = world.Snapshot();
+        CowViewFileHeader firstFile = CowViewFile.Save(first, PathOf("a.0"));
+        world.AsSpan(10 * PageSize, 2 * PageSize).Fill(1);
+        world.AsSpan(40 * PageSize + 7, 1)[0] = 2;
+        using CowView second = world.Snapshot();
+
+        CowViewFileHeader secondFile = CowViewFile.SaveChanges(second, first, firstFile, PathOf("a.1"));
+
+        Assert.Equal(3, secondFile.PageCount);
+        Assert.Equal(firstFile.ChainId, secondFile.ChainId);
+        Assert.Equal(firstFile.Checksum, secondFile.ParentChecksum);
+        Assert.Equal(1, secondFile.Sequence);
+        Assert.Equal(4096 + 4096 + 3L * PageSize, new FileInfo(PathOf("a.1")).Length);
+        using CowView loaded = CowViewFile.Load(engine, [PathOf("a.0"), PathOf("a.1")]);
+        Assert.True(second.AsSpan().SequenceEqual(loaded.AsSpan()));
+    }
+
+    // ---- every check refuses, and a failed load leaves nothing allocated ----
+
+    [Fact]
+    public void DamagedPageData_IsRefused_NamingThePage()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        string path = SaveSample(engine, "damaged", pages: 8);
+        long dataStart = 4096 + 4096;
+        FlipByte(path, dataStart + 5 * PageSize + 100);
+
+        var error = AssertLoadRefused(engine, [path]);
+        Assert.Contains("page 5 does not match its checksum", error.Message);
+        Assert.Contains(path, error.Message);
+    }
+
+    [Fact]
+    public void DamagedHeaderOrTable_IsRefused()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        string header = SaveSample(engine, "header", pages: 4);
+        FlipByte(header, 20); // the view length
+        Assert.Contains("header checksum", AssertLoadRefused(engine, [header]).Message);
+        Assert.Throws<InvalidDataException>(() => CowViewFile.ReadHeader(header));
+
+        string table = SaveSample(engine, "table", pages: 4);
+        FlipByte(table, 4096 + 16 + 8); // second entry's page checksum
+        Assert.Contains("page table does not match", AssertLoadRefused(engine, [table]).Message);
+    }
+
+    [Fact]
+    public void WrongMagic_UnknownVersion_AndWrongLength_AreRefused()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        string notOurs = PathOf("not-ours");
+        File.WriteAllText(notOurs, "hello, world");
+        Assert.Contains("magic", AssertLoadRefused(engine, [notOurs]).Message);
+
+        string future = SaveSample(engine, "future", pages: 2);
+        using (FileStream file = File.OpenWrite(future))
+        {
+            file.Position = 8;
+            file.Write(BitConverter.GetBytes(2)); // version 2, checked before the header checksum
+        }
+        Assert.Contains("format version 2", AssertLoadRefused(engine, [future]).Message);
+
+        string truncated = SaveSample(engine, "truncated", pages: 3);
+        using (FileStream file = File.OpenWrite(truncated))
+            file.SetLength(file.Length - 1);
+        Assert.Contains("truncated or extended", AssertLoadRefused(engine, [truncated]).Message);
+
+        string extended = SaveSample(engine, "extended", pages: 3);
+        File.AppendAllText(extended, "x");
+        Assert.Contains("truncated or extended", AssertLoadRefused(engine, [extended]).Message);
+    }
+
+    [Fact]
+    public void ChainsInTheWrongOrder_WithAGap_OrFromAnotherChain_AreRefused()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(16 * PageSize);
+        using var chain = new CowViewFileChain(PathOf("c"));
+        for (int i = 0; i < 3; i++)
+        {
+            world.AsSpan(i * PageSize, 1)[0] = (byte)(i + 1);
+            chain.Save(world);
+        }
+        string full = chain.Files[0], one = chain.Files[1], two = chain.Files[2];
+        using var otherChain = new CowViewFileChain(PathOf("other"));
+        otherChain.Save(world);
+        otherChain.Save(world);
+
+        Assert.Contains("must start with a full file", AssertLoadRefused(engine, [one, two]).Message);
+        Assert.Contains("missing, repeated or out of order", AssertLoadRefused(engine, [full, two]).Message);
+        Assert.Contains("missing, repeated or out of order", AssertLoadRefused(engine, [full, two, one]).Message);
+        Assert.Contains("missing, repeated or out of order", AssertLoadRefused(engine, [full, one, one]).Message);
+        Assert.Contains("only changes files may follow", AssertLoadRefused(engine, [full, full]).Message);
+        Assert.Contains("belongs to chain", AssertLoadRefused(engine, [full, otherChain.Files[1]]).Message);
+        Assert.Throws<ArgumentException>(() => CowViewFile.Load(engine, Array.Empty<string>()));
+
+        using CowView loaded = CowViewFile.Load(engine, [full, one, two]);
+        Assert.Equal(new byte[] { 1, 2, 3 }, new[] { loaded.AsSpan(0, 1)[0], loaded.AsSpan(PageSize, 1)[0], loaded.AsSpan(2 * PageSize, 1)[0] });
+    }
+
+    [Fact]
+    public void Chain_RefusesAViewOfAnotherSize_AndAFailedSaveLeavesTheChainUnchanged()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(4 * PageSize);
+        using CowView other = engine.CreateRegion(8 * PageSize);
+        using var chain = new CowViewFileChain(PathOf("missing-directory/w"));
+        Assert.ThrowsAny<IOException>(() => chain.Save(world));
+        Assert.Empty(chain.Files);
+        Assert.Null(chain.LastSaved);
+        Assert.Equal(1 + 1, engine.GetStats().LiveViews); // the save's snapshot was released
+
+        using var good = new CowViewFileChain(PathOf("w"));
+        good.Save(world);
+        Assert.Throws<ArgumentException>(() => good.Save(other));
+        Assert.Single(good.Files);
+        Assert.Throws<InvalidOperationException>(() => new CowViewFileChain(PathOf("empty")).Load(engine));
+    }
+
+    private string SaveSample(CowMemoryEngine engine, string name, int pages)
+    {
+        using CowView view = engine.CreateRegion(pages * PageSize);
+        for (int page = 0; page < pages; page++)
+            view.AsSpan(page * PageSize, PageSize).Fill((byte)(page + 1));
+        string path = PathOf(name);
+        CowViewFile.Save(view, path);
+        return path;
+    }
+
+    private static void FlipByte(string path, long offset)
+    {
+        using FileStream file = File.Open(path, FileMode.Open, FileAccess.ReadWrite);
+        file.Position = offset;
+        int value = file.ReadByte();
+        file.Position = offset;
+        file.WriteByte((byte)(value ^ 0x40));
+    }
+
+    /// <summary>Load must throw InvalidDataException and leave the engine as it was.</summary>
+    private static InvalidDataException AssertLoadRefused(CowMemoryEngine engine, string[] paths)
+    {
+        CowEngineStats before = engine.GetStats();
+        InvalidDataException error = Assert.Throws<InvalidDataException>(() => CowViewFile.Load(engine, paths));
+        CowEngineStats after = engine.GetStats();
+        Assert.Equal(before.LiveViews, after.LiveViews);
+        Assert.Equal(before.SlotsInUse, after.SlotsInUse);
+        return error;
+    }
+}

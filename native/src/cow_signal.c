@@ -143,6 +143,18 @@ static void cow_chain(int signal_number, siginfo_t *info, void *context)
 
 /* ---- the handler ---- */
 
+/* Maps a page of a collapsed segment again: writable (it was private and writable, or it is the
+ * page a write fault resolves) or read-only. Caller holds the view's lock and the stripe. */
+static void cow_remap_page(cow_view_t *view, uint64_t page, int class)
+{
+    cow_resolve_result_t result = {COW_CALL_NONE, 0};
+    int error = class == COW_CLASS_WRITE ? cow_resolve_segment_range(view, page, 1, 0, &result)
+                                         : cow_map_for_read(view, page);
+    if (error != 0)
+        cow_fatal(cow_page_address(view, page), error,
+                  class == COW_CLASS_WRITE ? result.failed_call : COW_CALL_MMAP);
+}
+
 /* Over budget after a fault: unmap cold segments of the engine (eviction only tries locks), sparing
  * the one just mapped. If that is not enough - the faulting segment itself holds the mappings, as
  * when a single 2 MiB hot spot is written all over - collapse that segment too and map the faulting
@@ -157,12 +169,19 @@ static void cow_stay_within_budget(cow_view_t *view, uint64_t page, int is_write
         return;
     uint32_t *stripe = cow_stripe_for(view, segment);
     cow_spin_lock(stripe);
+    /* One instruction can touch two neighbouring pages (an unaligned store across a page
+     * boundary): remember how the faulting page's neighbours were mapped and map them back the
+     * same way, or the retried instruction would fault on the other half, forever. */
+    uint64_t first = (uint64_t)segment << COW_LEAF_SHIFT;
+    int previous_class = page > first ? cow_page_class(view, page - 1) : COW_CLASS_UNMAPPED;
+    int next_class = page + 1 < view->page_count && ((page + 1) >> COW_LEAF_SHIFT) == segment
+                         ? cow_page_class(view, page + 1) : COW_CLASS_UNMAPPED;
     if (cow_segment_evict(view, segment)) {
-        cow_resolve_result_t result = {COW_CALL_NONE, 0};
-        int error = is_write ? cow_resolve_segment_range(view, page, 1, 0, &result)
-                             : cow_map_for_read(view, page);
-        if (error != 0)
-            cow_fatal(cow_page_address(view, page), error, is_write ? result.failed_call : COW_CALL_MMAP);
+        cow_remap_page(view, page, is_write ? COW_CLASS_WRITE : COW_CLASS_READ);
+        if (previous_class != COW_CLASS_UNMAPPED)
+            cow_remap_page(view, page - 1, previous_class);
+        if (next_class != COW_CLASS_UNMAPPED)
+            cow_remap_page(view, page + 1, next_class);
     }
     cow_spin_unlock(stripe);
 }

@@ -309,10 +309,10 @@ public sealed class BadInputTests
     public async Task ASnapshotBeyondTheMappingBudgetThrowsWhenNothingCanBeEvictedAndLeavesEveryViewIntactAndWritable()
     {
         // In a child process: writing while pinned mappings hold the whole budget is exactly what
-        // can hang a thread in the fault handler (see AWriteWhileOtherViewsHoldTheWholeBudgetCompletes).
+        // can hang a thread in the fault handler (see AStoreStraddlingTwoPagesWhileOtherViewsHoldTheWholeBudgetCompletes).
         if (!IsolatedTestProcess.IsChild)
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotBeyondTheMappingBudgetThrowsWhenNothingCanBeEvictedAndLeavesEveryViewIntactAndWritable), TimeSpan.FromSeconds(15));
+            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotBeyondTheMappingBudgetThrowsWhenNothingCanBeEvictedAndLeavesEveryViewIntactAndWritable), TimeSpan.FromSeconds(20));
             return;
         }
         const int pages = 64;
@@ -367,7 +367,7 @@ public sealed class BadInputTests
         // page it has just mapped makes the instruction fault again, forever).
         if (!IsolatedTestProcess.IsChild)
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AWriteWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(15));
+            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AWriteWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(20));
             return;
         }
         using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
@@ -403,18 +403,27 @@ public sealed class BadInputTests
     }
 
     [Fact]
-    public async Task AStoreAcrossTwoSegmentsWhileOtherViewsHoldTheWholeBudgetCompletes()
+    public async Task AStoreStraddlingTwoPagesWhileOtherViewsHoldTheWholeBudgetCompletes()
     {
-        // The same budget as above, but one 8-byte store straddles the 2 MiB boundary between the
-        // region's two segments, so a single instruction needs both mapped at once. Resolving one
-        // half must not evict the other half (the instruction would fault on each in turn, forever).
+        // The same budget as above, but one 8-byte store straddles two pages, so a single
+        // instruction needs both mapped at once: first two pages of one 2 MiB segment, then the last
+        // page of one segment and the first of the next. Making room for one half must not unmap
+        // the other half (the instruction would fault on each in turn, forever).
         if (!IsolatedTestProcess.IsChild)
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AStoreAcrossTwoSegmentsWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(15));
+            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AStoreStraddlingTwoPagesWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(20));
             return;
         }
+        StoreStraddlingWhileTheBudgetIsHeld(pages: 64, storeOffset: 5L * PageSize - 4, preparePages: []);
+        // One private page in each segment first, the second segment's first, so that the two
+        // segments' private copies are not file-contiguous and cannot share a mapping.
+        StoreStraddlingWhileTheBudgetIsHeld(pages: 1024, storeOffset: 512L * PageSize - 4, preparePages: [600, 100]);
+    }
+
+    private static void StoreStraddlingWhileTheBudgetIsHeld(int pages, long storeOffset, long[] preparePages)
+    {
         using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
-        using CowView region = engine.CreateRegion(2 * 512 * PageSize);
+        using CowView region = engine.CreateRegion(pages * PageSize);
         region.AsSpan().Fill(1);
         var snapshots = new List<CowView>();
         try
@@ -430,14 +439,12 @@ public sealed class BadInputTests
                     break;
                 }
             }
-            // One private page in each segment, the second segment's first, so that the two
-            // segments' private copies are not file-contiguous and cannot share a mapping.
-            region.AsSpan(600L * PageSize, 1)[0] = 2;
-            region.AsSpan(100L * PageSize, 1)[0] = 2;
-            Console.WriteLine($"{snapshots.Count} snapshots; storing 8 bytes across the segment boundary; {engine.GetStats()}");
-            region.AsSpan<long>(512L * PageSize - 4, 1)[0] = -1;
+            foreach (long page in preparePages)
+                region.AsSpan(page * PageSize, 1)[0] = 2;
+            Console.WriteLine($"{pages}-page region, {snapshots.Count} snapshots; storing 8 bytes at {storeOffset} (pages {storeOffset / PageSize}-{(storeOffset + 7) / PageSize}); {engine.GetStats()}");
+            region.AsSpan<long>(storeOffset, 1)[0] = -1;
             Console.WriteLine($"the store completed; {engine.GetStats()}");
-            Assert.Equal(-1L, region.AsSpan<long>(512L * PageSize - 4, 1)[0]);
+            Assert.Equal(-1L, region.AsSpan<long>(storeOffset, 1)[0]);
             foreach (CowView snapshot in snapshots)
                 Assert.Equal(-1, snapshot.AsSpan().IndexOfAnyExcept((byte)1));
         }
@@ -491,7 +498,7 @@ public sealed class BadInputTests
         // In a child process, so that the eviction clock sees only this test's views.
         if (!IsolatedTestProcess.IsChild)
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotOfAFragmentedViewMakesRoomByEvictingThatViewsOwnSegments), TimeSpan.FromSeconds(15));
+            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotOfAFragmentedViewMakesRoomByEvictingThatViewsOwnSegments), TimeSpan.FromSeconds(20));
             return;
         }
         const int pages = 256;

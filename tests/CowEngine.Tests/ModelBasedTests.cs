@@ -51,7 +51,7 @@ public sealed class ModelBasedTests
                 new ModelRun(seed, $"fixed seed {seed}, mapping budget 48", minPages: 1, maxPages: 1040, maxLiveViews: 8, mappingBudget: 48).Run(Steps / 2);
             return;
         }
-        await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(ModelBasedTests), nameof(RandomOperationsUnderATinyMappingBudgetMatchTheModel), TimeSpan.FromSeconds(45));
+        await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(ModelBasedTests), nameof(RandomOperationsUnderATinyMappingBudgetMatchTheModel), TimeSpan.FromSeconds(60));
     }
 
     [Fact]

@@ -27,6 +27,12 @@ internal sealed class StressContext
     public long MaxViewLength { get; }
 
     /// <summary>
+    /// The working set can exceed the mapping budget (--mapping-budget), so the engine may unmap
+    /// (evict) cold segments at any time: a page read a moment ago may be unmapped again.
+    /// </summary>
+    public bool EvictionExpected { get; init; }
+
+    /// <summary>
     /// Every worker holds this shared for the length of one operation; a checkpoint takes it
     /// exclusively, so it audits an engine that no harness thread is touching.
     /// </summary>

@@ -17,6 +17,8 @@ internal sealed class StressOptions
           --progress-seconds N    print a progress line every N seconds (default 10)
           --checkpoint-seconds N  pause every thread and audit the whole engine every N seconds (default 10)
           --watchdog-seconds N    fail the run when an operation makes no progress for N seconds (default 30)
+          --mapping-budget N      the engine's MappingBudget (default: the engine's default); a budget
+                                  below the working set's worst case makes the engine evict under load
           --simulate-hang KIND    test the watchdog: after 2 s one thread hangs in an operation
                                   (managed: sleeps forever; gc: blocks in cooperative mode, which
                                   freezes the whole runtime at the next GC, like a stuck fault handler)
@@ -36,6 +38,9 @@ internal sealed class StressOptions
     public TimeSpan CheckpointInterval { get; private set; } = TimeSpan.FromSeconds(10);
 
     public TimeSpan WatchdogTimeout { get; private set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The engine's mapping budget, or null for the engine's default (see --mapping-budget).</summary>
+    public int? MappingBudget { get; private set; }
 
     /// <summary>null, "managed" or "gc": see --simulate-hang.</summary>
     public string? SimulatedHang { get; private set; }
@@ -83,6 +88,7 @@ internal sealed class StressOptions
                 case "--progress-seconds": options.ProgressInterval = TimeSpan.FromSeconds(number); break;
                 case "--checkpoint-seconds": options.CheckpointInterval = TimeSpan.FromSeconds(number); break;
                 case "--watchdog-seconds": options.WatchdogTimeout = TimeSpan.FromSeconds(number); break;
+                case "--mapping-budget": options.MappingBudget = checked((int)number); break;
                 default:
                     error = $"unknown option {name}";
                     return null;

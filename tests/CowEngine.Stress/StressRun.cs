@@ -32,15 +32,19 @@ internal sealed class StressRun
         Report.Line($"replay the threads' random choices with --seed {_options.Seed} (thread interleavings are not replayable)");
 
         EngineInternals internals = EngineInternals.Bind();
-        using var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 2L << 30 });
+        using var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 2L << 30, MappingBudget = _options.MappingBudget });
         CowEngineStats baseline = engine.GetStats();
 
         var familyRandom = new Random(_options.Seed);
         List<Family> families = FamilyPages.Select((pages, id) => new Family(id, pages, familyRandom)).ToList();
-        int viewsPerFamily = ViewsPerFamily(families, engine.MappingBudget);
+        // By default the working set always fits the budget; with --mapping-budget it may not, and
+        // the engine must evict (the worst case then exceeds the budget on purpose).
+        int viewsPerFamily = _options.MappingBudget is null ? ViewsPerFamily(families, engine.MappingBudget) : MaxViewsPerFamily;
+        bool evictionExpected = (long)viewsPerFamily * families.Sum(f => f.PageCount + 1) + 64 > engine.MappingBudget;
         var registry = new Registry(families, viewsPerFamily);
-        var context = new StressContext(_options, engine, registry, internals, _board);
-        Report.Line($"families (pages): {string.Join(", ", FamilyPages)}; up to {viewsPerFamily} live views each; mapping budget {engine.MappingBudget}");
+        var context = new StressContext(_options, engine, registry, internals, _board) { EvictionExpected = evictionExpected };
+        Report.Line($"families (pages): {string.Join(", ", FamilyPages)}; up to {viewsPerFamily} live views each; mapping budget {engine.MappingBudget}" +
+                    (evictionExpected ? " (below the worst case: the engine will evict)" : ""));
 
         var setupRandom = context.RandomFor(-1);
         foreach (Family family in families)
@@ -145,7 +149,7 @@ internal sealed class StressRun
                 Report.Line($"progress: {(operations - lastOperations) / interval:F0} ops/s, {faults / interval:F0} faults/s " +
                             $"({(stats.CopyFaults - lastStats.CopyFaults) / interval:F0} copying, {(stats.ReadFaults - lastStats.ReadFaults) / interval:F0} first reads), " +
                             $"{stats.LiveViews} live views, {stats.SlotsInUse} slots in use, {stats.Mappings}/{stats.MappingBudget} mappings, " +
-                            $"{stats.Snapshots - lastStats.Snapshots} snapshots, failures {Report.Failures}");
+                            $"{stats.Snapshots - lastStats.Snapshots} snapshots, {stats.Evictions - lastStats.Evictions} evictions, failures {Report.Failures}");
                 Report.Line("  per thread: " + string.Join(", ", workers.Select(w => $"{w.Name} {w.Activity.Operations}")));
                 lastOperations = operations;
                 lastStats = stats;

@@ -304,7 +304,7 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
         target->write_chunks[g] = COW_NONE;
     }
     /* The target maps nothing yet: each run is mapped when first touched (cow_map_for_read). */
-    cow_bits_clear_all(target);
+    /* The target's bitmaps are zero already: a FREE view's arrays come zeroed from its owner. */
     target->mappings = 1;
     cow_add(&engine->mappings, 1);
     cow_add(&engine->snapshots, 1u);

@@ -139,7 +139,7 @@ typedef struct cow_engine {
  * then validate it under the view's lock.
  */
 typedef struct cow_view {
-    /* ---- set by the owner while the view is FREE; constant while it is LIVE ---- */
+    /* ---- set by the owner while the view is FREE (arrays zero-filled); constant while LIVE ---- */
     uint64_t base;              /* address of page 0; 2 MiB aligned, inside the arena */
     uint64_t page_count;
     cow_engine_t *engine;

@@ -304,7 +304,7 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
         target->write_chunks[g] = COW_NONE;
     }
     /* The target maps nothing yet: each run is mapped when first touched (cow_map_for_read). */
-    cow_bits_clear_all(target);
+    /* The target's bitmaps are zero already: a FREE view's arrays come zeroed from its owner. */
     target->mappings = 1;
     cow_add(&engine->mappings, 1);
     cow_add(&engine->snapshots, 1u);
@@ -479,7 +479,33 @@ int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_ou
     return error;
 }
 
-int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_count)
+/* Prepares pages [first, first + count) of one segment for the kernel to write: private, writable,
+ * pinned. Caller holds the view's read lock and the segment's stripe. */
+static int cow_prepare_segment_for_write(cow_view_t *view, uint64_t first, uint32_t count)
+{
+    cow_resolve_result_t result;
+    return cow_resolve_segment_range(view, first, count, 1, &result);
+}
+
+/* Prepares pages of one segment for the kernel to read: mapped (read-only where they were not
+ * mapped), pinned. Same locking. */
+static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32_t count)
+{
+    for (uint64_t page = first; page < first + count; page++) {
+        if (!cow_is_mapped(view, page)) {
+            int error = cow_map_for_read(view, page); /* maps the whole untouched run around it */
+            if (error != 0)
+                return error;
+        }
+        cow_bit_set(view->pinned_bits, page);
+    }
+    return 0;
+}
+
+/* Runs a per-segment preparation over a page range, segment by segment under each stripe, then
+ * lets eviction make room elsewhere (prepared pages are pinned). */
+static int cow_view_prepare(cow_view_t *view, uint64_t first_page, uint64_t page_count,
+                            int (*prepare_segment)(cow_view_t *, uint64_t, uint32_t))
 {
     if (!cow_view_shape_is_valid(view) || first_page > view->page_count ||
         page_count > view->page_count - first_page)
@@ -496,45 +522,24 @@ int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_
         uint64_t segment_end = ((uint64_t)segment + 1) << COW_LEAF_SHIFT;
         uint32_t count = (uint32_t)((end < segment_end ? end : segment_end) - page);
         uint32_t *stripe = cow_stripe_for(view, segment);
-        cow_resolve_result_t result;
         cow_spin_lock(stripe);
-        error = cow_resolve_segment_range(view, page, count, 1, &result);
+        error = prepare_segment(view, page, count);
         cow_spin_unlock(stripe);
         page += count;
     }
     cow_read_unlock(&view->lock);
-    cow_make_room(view->engine, 0); /* the prepared pages are pinned; others may be unmapped */
+    cow_make_room(view->engine, 0);
     return error;
+}
+
+int cow_view_prepare_write(cow_view_t *view, uint64_t first_page, uint64_t page_count)
+{
+    return cow_view_prepare(view, first_page, page_count, cow_prepare_segment_for_write);
 }
 
 int cow_view_prepare_read(cow_view_t *view, uint64_t first_page, uint64_t page_count)
 {
-    if (!cow_view_shape_is_valid(view) || first_page > view->page_count ||
-        page_count > view->page_count - first_page)
-        return EINVAL;
-    cow_read_lock(&view->lock);
-    if (view->state != COW_VIEW_LIVE) {
-        cow_read_unlock(&view->lock);
-        return EINVAL;
-    }
-    int error = 0;
-    uint64_t end = first_page + page_count;
-    for (uint64_t page = first_page; page < end && error == 0;) {
-        uint32_t segment = (uint32_t)(page >> COW_LEAF_SHIFT);
-        uint64_t segment_end = cow_segment_end(view, segment);
-        uint32_t *stripe = cow_stripe_for(view, segment);
-        cow_spin_lock(stripe);
-        for (; page < end && page < segment_end && error == 0; page++) {
-            if (!cow_is_mapped(view, page))
-                error = cow_map_for_read(view, page); /* maps the whole untouched run around it */
-            if (error == 0)
-                cow_bit_set(view->pinned_bits, page);
-        }
-        cow_spin_unlock(stripe);
-    }
-    cow_read_unlock(&view->lock);
-    cow_make_room(view->engine, 0);
-    return error;
+    return cow_view_prepare(view, first_page, page_count, cow_prepare_segment_for_read);
 }
 
 int cow_view_stats(cow_view_t *view, cow_view_stats_t *stats)

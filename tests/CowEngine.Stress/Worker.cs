@@ -53,6 +53,12 @@ internal abstract class Worker
             {
                 Step();
             }
+            catch (MappingBudgetExceededException exception)
+            {
+                // The working set is sized so that this cannot happen with the default budget, and
+                // with --mapping-budget the engine promises to evict instead of refusing.
+                Report.Failure("budget-refused", $"{Activity.Describe()}: {exception.Message}");
+            }
             catch (Exception exception)
             {
                 Report.Failure("exception", $"{Activity.Describe()}: {exception}");

@@ -34,6 +34,8 @@ internal static unsafe partial class Program
             "stack-overflow" => StackOverflow(),
             "read-past-view-end" => ReadPastViewEnd(),
             "write-past-view-end" => WritePastViewEnd(),
+            "execute-in-view" => ExecuteInView(),
+            "memfd-growth-refused" => MemfdGrowthRefused(),
             _ => UnknownScenario(args[0]),
         };
     }
@@ -199,6 +201,46 @@ internal static unsafe partial class Program
         return 0;
     }
 
+    /// <summary>
+    /// An instruction fetch from a view (its pages are never executable) is SEGV_ACCERR on a page of
+    /// a live view, but not a write: the handler must pass it on, not resolve or swallow it.
+    /// </summary>
+    private static int ExecuteInView()
+    {
+        var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(PageSize);
+        region.AsSpan().Fill(0xC3); // x86 "ret": would return at once if the page were executable
+        CowView snapshot = region.Snapshot();
+        Progress($"snapshot holds the code bytes: {snapshot.Pointer[0] == 0xC3}");
+        Progress("calling into the view");
+        ((delegate* unmanaged<void>)region.Pointer)();
+        Progress("UNEXPECTED: the call returned");
+        return 0;
+    }
+
+    /// <summary>
+    /// The slot pool cannot be created or grown: a tiny RLIMIT_FSIZE makes the memfd's ftruncate
+    /// fail (EFBIG once SIGXFSZ is ignored). The API must throw CowSystemException naming it.
+    /// </summary>
+    private static int MemfdGrowthRefused()
+    {
+        LibC.Signal(LibC.SigXfsz, LibC.SigIgn);
+        var limit = new LibC.RLimit { Current = 1 << 20, Maximum = 1 << 20 };
+        if (LibC.SetRLimit(LibC.RLimitFsize, &limit) != 0)
+            return 4;
+        try
+        {
+            using var engine = new CowMemoryEngine();
+            Progress("UNEXPECTED: the engine was created");
+            return 3;
+        }
+        catch (CowSystemException exception)
+        {
+            Progress($"refused: errno {exception.ErrorNumber}: {exception.Message}");
+            return 0;
+        }
+    }
+
     private static int UnknownScenario(string name)
     {
         Console.Error.WriteLine($"unknown scenario '{name}'");
@@ -249,6 +291,12 @@ internal static unsafe partial class Program
         public const nint MapFailed = -1;
         public const int ENOMEM = 12;
         public const int RLimitCore = 4;
+        public const int RLimitFsize = 1;
+        public const int SigXfsz = 25;
+        public const nint SigIgn = 1;
+
+        [LibraryImport("libc", EntryPoint = "signal")]
+        public static partial nint Signal(int signalNumber, nint handler);
 
         [StructLayout(LayoutKind.Sequential)]
         public struct RLimit

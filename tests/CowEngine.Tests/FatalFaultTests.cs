@@ -80,6 +80,28 @@ public sealed class FatalFaultTests
         Assert.DoesNotContain("CowEngine: fatal", result.StandardError);
     }
 
+    [Fact]
+    public async Task InstructionFetchFromAView_IsPassedOnToTheRuntime()
+    {
+        ChildResult result = await ChildProcess.RunAsync("execute-in-view");
+
+        Assert.Contains("snapshot holds the code bytes: True", result.StandardOutput);
+        Assert.Contains("calling into the view", result.StandardOutput);
+        AssertDiedOfAccessViolation(result);
+        Assert.DoesNotContain("CowEngine: fatal", result.StandardError);
+    }
+
+    [Fact]
+    public async Task SlotPoolThatCannotGrow_UnderATinyRlimitFsize_ThrowsCowSystemExceptionNamingEfbig()
+    {
+        ChildResult result = await ChildProcess.RunAsync("memfd-growth-refused");
+
+        Assert.False(result.TimedOut, result.ToString());
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("refused: errno 27", result.StandardOutput); // EFBIG
+        Assert.Contains("EFBIG", result.StandardOutput);
+    }
+
     /// <summary>The engine's fatal path: abort(), i.e. SIGABRT (exit code 134).</summary>
     private static void AssertAborted(ChildResult result)
     {

@@ -36,6 +36,7 @@ internal static unsafe partial class Program
             "write-past-view-end" => WritePastViewEnd(),
             "execute-in-view" => ExecuteInView(),
             "memfd-growth-refused" => MemfdGrowthRefused(),
+            "foreign-handler" => ForeignHandler(),
             _ => UnknownScenario(args[0]),
         };
     }
@@ -239,6 +240,49 @@ internal static unsafe partial class Program
             Progress($"refused: errno {exception.ErrorNumber}: {exception.Message}");
             return 0;
         }
+    }
+
+    /// <summary>
+    /// Another native library installs its SIGSEGV handler after ours and chains to it. Chaining must
+    /// keep working both ways: copy-on-write faults still resolve (through its handler into ours),
+    /// null dereferences still become NullReferenceException (through both into the runtime's), and
+    /// its handler sees every fault.
+    /// </summary>
+    private static int ForeignHandler()
+    {
+        using var engine = new CowMemoryEngine();
+        using CowView region = engine.CreateRegion(8 * PageSize);
+        region.AsSpan().Fill(0x11);
+        if (Foreign.Install() != 0)
+            return 4;
+        using CowView snapshot = region.Snapshot();
+        region.AsSpan().Fill(0x22); // 8 copy-on-write faults, each through the foreign handler first
+        bool cow = AllBytesAre(region, 0x22) && AllBytesAre(snapshot, 0x11);
+        int caught = 0;
+        for (int i = 0; i < 100; i++)
+        {
+            try
+            {
+                ReadByte((byte*)0);
+            }
+            catch (NullReferenceException)
+            {
+                caught++;
+            }
+        }
+        Progress($"copy-on-write through the foreign handler: {cow}");
+        Progress($"null references caught: {caught}");
+        Progress($"foreign handler saw: {Foreign.Seen()}");
+        return cow && caught == 100 && Foreign.Seen() >= 108 ? 0 : 3;
+    }
+
+    private static partial class Foreign
+    {
+        [LibraryImport("foreignhandler", EntryPoint = "foreign_install")]
+        public static partial int Install();
+
+        [LibraryImport("foreignhandler", EntryPoint = "foreign_seen")]
+        public static partial ulong Seen();
     }
 
     private static int UnknownScenario(string name)

@@ -102,6 +102,17 @@ public sealed class FatalFaultTests
         Assert.Contains("EFBIG", result.StandardOutput);
     }
 
+    [Fact]
+    public async Task AnotherLibrarysSigsegvHandlerInstalledAfterOurs_ChainsBothWays()
+    {
+        ChildResult result = await ChildProcess.RunAsync("foreign-handler");
+
+        Assert.False(result.TimedOut, result.ToString());
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("copy-on-write through the foreign handler: True", result.StandardOutput);
+        Assert.Contains("null references caught: 100", result.StandardOutput);
+    }
+
     /// <summary>The engine's fatal path: abort(), i.e. SIGABRT (exit code 134).</summary>
     private static void AssertAborted(ChildResult result)
     {

@@ -10,7 +10,8 @@ namespace CowEngine.Stress;
 /// freezes every managed thread of the stressed process, a watchdog thread included.
 /// </summary>
 /// <remarks>
-/// Layout: a 64-byte header (magic, slot count, run state, parent pid) and 128-byte slots:
+/// Layout: a 64-byte header (magic, slot count, run state, creator's pid, creator's time origin)
+/// and 128-byte slots:
 /// <code>
 ///   0  long  started      Stopwatch timestamp (CLOCK_MONOTONIC ns, comparable across processes); 0 = idle
 ///   8  long  finished     when the last operation ended
@@ -28,7 +29,7 @@ internal sealed unsafe class ActivityBoard : IDisposable
     public const int RunStateRunning = 0;
     public const int RunStateFinished = 1;
 
-    private const long Magic = 0x534552545357_4F43; // "COWSTRES"-ish, checks the file is ours
+    private const long Magic = 0x53455254_53574F43; // "COWSTRES" in little-endian ASCII: the file is ours
     private const int HeaderSize = 64;
     private const int SlotSize = 128;
     private const int MaxSlots = 64;
@@ -60,6 +61,7 @@ internal sealed unsafe class ActivityBoard : IDisposable
         var board = new ActivityBoard(path, file);
         *(long*)board._base = Magic;
         *(int*)(board._base + 16) = Environment.ProcessId;
+        *(long*)(board._base + 24) = Report.Origin;
         return board;
     }
 
@@ -72,6 +74,9 @@ internal sealed unsafe class ActivityBoard : IDisposable
             throw new InvalidDataException($"{path} is not a stress activity board");
         return board;
     }
+
+    /// <summary>The creating process's time origin, so that both processes print the same clock.</summary>
+    public long Origin => *(long*)(_base + 24);
 
     public int SlotCount => Math.Min(Volatile.Read(ref *(int*)(_base + 8)), MaxSlots);
 

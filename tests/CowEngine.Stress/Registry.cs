@@ -134,10 +134,4 @@ internal sealed class Registry
         lock (_gate)
             return new List<ViewRecord>(_live);
     }
-
-    public List<ViewRecord> AllIn(Family family)
-    {
-        lock (_gate)
-            return _live.Where(r => r.Family == family).ToList();
-    }
 }

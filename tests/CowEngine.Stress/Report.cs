@@ -13,7 +13,7 @@ internal static class Report
     public const int PrintedFailureLimit = 200;
 
     private static readonly Lock OutputGate = new();
-    private static readonly Stopwatch Clock = Stopwatch.StartNew();
+    private static long _origin = Stopwatch.GetTimestamp();
     private static readonly ConcurrentDictionary<string, long> FailuresByCategory = new();
     private static long _failures;
 
@@ -21,7 +21,15 @@ internal static class Report
 
     public static IReadOnlyDictionary<string, long> FailureCategories => FailuresByCategory;
 
-    public static double ElapsedSeconds => Clock.Elapsed.TotalSeconds;
+    /// <summary>Seconds since the stressed process started (the watchdog process uses that process's start too).</summary>
+    public static double ElapsedSeconds => Stopwatch.GetElapsedTime(Volatile.Read(ref _origin)).TotalSeconds;
+
+    /// <summary>The Stopwatch timestamp times are printed relative to.</summary>
+    public static long Origin
+    {
+        get => Volatile.Read(ref _origin);
+        set => Volatile.Write(ref _origin, value);
+    }
 
     /// <summary>A line on stdout, prefixed with the time since start.</summary>
     public static void Line(string text)

@@ -13,8 +13,6 @@ internal sealed unsafe class VerifierWorker : Worker
     {
     }
 
-    public long PagesVerified { get; private set; }
-
     protected override void Step()
     {
         Activity.Begin("pick view");
@@ -39,7 +37,6 @@ internal sealed unsafe class VerifierWorker : Worker
                     record.Locks.Unlock(page);
                 }
             }
-            PagesVerified += record.Family.PageCount;
             if (record.Frozen)
                 CheckFrozen(record, "verifier sweep");
             lock (record.ChainWave)

@@ -55,6 +55,7 @@ internal static class Watchdog
         TimeSpan timeout = TimeSpan.FromSeconds(double.Parse(args[3], CultureInfo.InvariantCulture));
         using Process parent = Process.GetProcessById(parentId);
         using ActivityBoard board = ActivityBoard.Open(args[2]);
+        Report.Origin = board.Origin;
         long lastTotal = -1;
         var sinceProgress = Stopwatch.StartNew();
         while (true)
@@ -88,7 +89,9 @@ internal static class Watchdog
             {
                 Report.Line($"WATCHDOG: process {parentId} did not exit by itself (its managed threads are frozen?); killing it");
                 parent.Kill();
+                parent.WaitForExit(5000);
             }
+            board.Delete(); // a process that ends with _exit or SIGKILL cannot remove its board itself
             return ExitCode;
         }
     }

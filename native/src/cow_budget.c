@@ -15,6 +15,7 @@
 #include "cow_internal.h"
 
 #include <errno.h>
+#include <sched.h>
 
 #define COW_EVICT_SCAN_LIMIT 1024u
 
@@ -170,6 +171,12 @@ int cow_make_room(cow_engine_t *engine, int64_t needed)
     int64_t budget = cow_load_relaxed(&engine->mapping_budget);
     if (budget <= 0 || cow_engine_mappings(engine) + needed <= budget)
         return 0;
-    cow_evict_to(engine, budget - needed - budget / 16);
+    /* Eviction only tries locks, and concurrent faults hold some of them for microseconds: give it
+     * a few passes before refusing the operation. */
+    for (int pass = 0; pass < 8 && cow_engine_mappings(engine) + needed > budget; pass++) {
+        if (pass != 0)
+            sched_yield();
+        cow_evict_to(engine, budget - needed - budget / 16);
+    }
     return cow_engine_mappings(engine) + needed <= budget ? 0 : EDQUOT;
 }

@@ -20,7 +20,8 @@ public sealed class CowEngineOptions
     /// <see cref="MappingBudgetExceededException"/>, changing nothing, only when that cannot make
     /// room. Pages pinned by <c>PrepareForWrite</c>/<c>PrepareForRead</c> are never unmapped, so
     /// pinning many scattered pages can hold the engine above its budget until the view's next
-    /// snapshot. Default: half of the process's limit, read from /proc/sys/vm/max_map_count.
+    /// snapshot. The budget is soft by a few mappings: a fault maps its page first and evicts
+    /// afterwards. Default: half of the process's limit, read from /proc/sys/vm/max_map_count.
     /// </summary>
     public int? MappingBudget { get; set; }
 

@@ -414,13 +414,5 @@ internal static class IsolatedTestProcess
         TestContext.Current.TestOutputHelper?.WriteLine(report);
     }
 
-    /// <summary>The `dotnet` host: the SDK's DOTNET_HOST_PATH, else the host of the running runtime, else PATH.</summary>
-    private static string DotnetHost()
-    {
-        string? fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk))
-            return fromSdk;
-        string besideRuntime = Path.GetFullPath(Path.Combine(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", "dotnet"));
-        return File.Exists(besideRuntime) ? besideRuntime : "dotnet";
-    }
+    private static string DotnetHost() => Support.ChildProcess.DotnetHostPath();
 }

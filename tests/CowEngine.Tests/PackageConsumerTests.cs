@@ -205,12 +205,5 @@ public sealed class PackageConsumerTests : IDisposable
         return output;
     }
 
-    private static string DotnetHost()
-    {
-        string? fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk))
-            return fromSdk;
-        string besideRuntime = Path.GetFullPath(Path.Combine(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", "dotnet"));
-        return File.Exists(besideRuntime) ? besideRuntime : "dotnet";
-    }
+    private static string DotnetHost() => Support.ChildProcess.DotnetHostPath();
 }

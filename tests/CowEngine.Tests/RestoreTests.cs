@@ -1,3 +1,4 @@
+using CowEngine.Tests.Support;
 using System.Globalization;
 
 namespace CowEngine.Tests;
@@ -438,7 +439,7 @@ public sealed unsafe class RestoreTests
     {
         long counted = view.GetStats().Mappings;
         long recounted = view.CountMappings();
-        long kernel = ProcMapsOfRange.CountVmas(view.BaseAddress, view.Length);
+        long kernel = ProcMaps.CountOverlapping(view.BaseAddress, view.Length);
         Assert.True(counted == recounted && recounted == kernel,
             $"mappings of the view: engine's count {counted}, recount from the page table {recounted}, /proc/self/maps {kernel}");
     }
@@ -450,7 +451,7 @@ public sealed unsafe class RestoreTests
             CowEngineStats stats = engine.GetStats();
             return new LeakSample(stats.SlotsInUse, stats.CommittedBytes,
                 (long)Volatile.Read(ref engine.Handle.Table->LeavesInUse), (long)Volatile.Read(ref engine.Handle.Table->ChunksInUse),
-                stats.Mappings, ProcMapsOfRange.CountVmas(view.BaseAddress, view.Length));
+                stats.Mappings, ProcMaps.CountOverlapping(view.BaseAddress, view.Length));
         }
 
         public LeakSample Max(LeakSample other) => new(
@@ -510,25 +511,5 @@ file static unsafe class Pattern
         for (long i = 0; pages.Count < count; i++)
             pages.Add(i * 7919 % pageCount);
         return pages.ToArray();
-    }
-}
-
-/// <summary>Counts the kernel's mappings (VMAs) that overlap an address range, from /proc/self/maps.</summary>
-file static class ProcMapsOfRange
-{
-    public static long CountVmas(nint start, long length)
-    {
-        ulong first = (ulong)start, end = first + (ulong)length;
-        long count = 0;
-        foreach (string line in File.ReadLines("/proc/self/maps"))
-        {
-            int dash = line.IndexOf('-');
-            int space = line.IndexOf(' ');
-            ulong vmaStart = ulong.Parse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            ulong vmaEnd = ulong.Parse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            if (vmaStart < end && vmaEnd > first)
-                count++;
-        }
-        return count;
     }
 }

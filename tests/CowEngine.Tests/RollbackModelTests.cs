@@ -1,3 +1,4 @@
+using CowEngine.Tests.Support;
 using System.Diagnostics;
 using System.Globalization;
 
@@ -427,7 +428,7 @@ public sealed class RollbackModelTests
                     CheckPage(view, page);
                 CowViewStats stats = view.View.GetStats();
                 long recounted = view.View.CountMappings();
-                long kernel = ProcMapsOfRange.CountVmas(view.View.BaseAddress, view.View.Length);
+                long kernel = ProcMaps.CountOverlapping(view.View.BaseAddress, view.View.Length);
                 Check(stats.Mappings == recounted && recounted == kernel,
                     () => $"{view.Name}: the engine counts {stats.Mappings} mappings, its page table gives {recounted}, /proc/self/maps {kernel}");
                 Check(stats.PrivatePages + stats.SharedPages == Pages,
@@ -614,34 +615,6 @@ public sealed class RollbackModelTests
 
         private static string Tail(string text) => text.Length <= 8_000 ? text : "...\n" + text[^8_000..];
 
-        /// <summary>The `dotnet` host: the SDK's DOTNET_HOST_PATH, else the host beside the running runtime, else PATH's.</summary>
-        private static string DotnetHost()
-        {
-            string? fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-            if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk))
-                return fromSdk;
-            string besideRuntime = Path.GetFullPath(Path.Combine(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", "dotnet"));
-            return File.Exists(besideRuntime) ? besideRuntime : "dotnet";
-        }
-    }
-}
-
-/// <summary>Counts the kernel's mappings (VMAs) that overlap an address range, from /proc/self/maps.</summary>
-file static class ProcMapsOfRange
-{
-    public static long CountVmas(nint start, long length)
-    {
-        ulong first = (ulong)start, end = first + (ulong)length;
-        long count = 0;
-        foreach (string line in File.ReadLines("/proc/self/maps"))
-        {
-            int dash = line.IndexOf('-');
-            int space = line.IndexOf(' ');
-            ulong vmaStart = ulong.Parse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            ulong vmaEnd = ulong.Parse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            if (vmaStart < end && vmaEnd > first)
-                count++;
-        }
-        return count;
+        private static string DotnetHost() => Support.ChildProcess.DotnetHostPath();
     }
 }

@@ -128,13 +128,5 @@ internal static class StressChild
         return new Result(process.ExitCode, timedOut, await standardOutput, await standardError);
     }
 
-    /// <summary>The `dotnet` host: the SDK's DOTNET_HOST_PATH, else the one of the running runtime, else PATH's.</summary>
-    private static string DotnetHostPath()
-    {
-        string? fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk))
-            return fromSdk;
-        string besideRuntime = Path.GetFullPath(Path.Combine(RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", "dotnet"));
-        return File.Exists(besideRuntime) ? besideRuntime : "dotnet";
-    }
+    private static string DotnetHostPath() => Support.ChildProcess.DotnetHostPath();
 }

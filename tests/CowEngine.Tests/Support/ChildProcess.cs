@@ -72,7 +72,7 @@ internal static class ChildProcess
     /// else the host of the running runtime (shared/Microsoft.NETCore.App/&lt;version&gt;/ is three levels
     /// below it), else whatever `dotnet` is on PATH.
     /// </summary>
-    private static string DotnetHostPath()
+    public static string DotnetHostPath()
     {
         string? fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk))

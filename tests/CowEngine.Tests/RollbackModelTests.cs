@@ -573,48 +573,19 @@ public sealed class RollbackModelTests
         {
             string assembly = Path.Combine(AppContext.BaseDirectory, "CowEngine.Tests.dll");
             Assert.True(File.Exists(assembly), $"{assembly} is missing");
-            var startInfo = new ProcessStartInfo(DotnetHost())
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            startInfo.ArgumentList.Add(assembly);
-            startInfo.ArgumentList.Add("-method");
-            startInfo.ArgumentList.Add($"{testClass.FullName}.{testName}");
-            startInfo.ArgumentList.Add("-noColor");
-            startInfo.Environment[RoleVariable] = testName;
-            startInfo.Environment["DOTNET_DbgEnableMiniDump"] = "0";
-            startInfo.Environment["DOTNET_EnableCrashReport"] = "0";
-
-            using var process = Process.Start(startInfo) ?? throw new InvalidOperationException("Process.Start returned null");
-            Task<string> output = process.StandardOutput.ReadToEndAsync();
-            Task<string> error = process.StandardError.ReadToEndAsync();
-            bool timedOut = false;
-            using (var deadline = new CancellationTokenSource(HardTimeout))
-            {
-                try
-                {
-                    await process.WaitForExitAsync(deadline.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                    timedOut = true;
-                    process.Kill(entireProcessTree: true);
-                    await process.WaitForExitAsync();
-                }
-            }
-            string standardOutput = await output, standardError = await error;
+            ChildResult run = await ChildProcess.RunDotnetAsync(testName,
+                [assembly, "-method", $"{testClass.FullName}.{testName}", "-noColor"], HardTimeout,
+                new Dictionary<string, string> { [RoleVariable] = testName });
+            bool timedOut = run.TimedOut;
+            string standardOutput = run.StandardOutput, standardError = run.StandardError;
             TestContext.Current.TestOutputHelper?.WriteLine(standardError);
-            string report = $"child run of {testName}: exit code {process.ExitCode}{(timedOut ? " (killed after " + HardTimeout + ")" : "")}" +
-                            $"{(process.ExitCode == HangExitCode ? " - its watchdog reported a hang" : "")}\n" +
+            string report = $"child run of {testName}: exit code {run.ExitCode}{(timedOut ? " (killed after " + HardTimeout + ")" : "")}" +
+                            $"{(run.ExitCode == HangExitCode ? " - its watchdog reported a hang" : "")}\n" +
                             $"--- stderr ---\n{Tail(standardError)}\n--- stdout ---\n{Tail(standardOutput)}";
-            Assert.True(!timedOut && process.ExitCode == 0 && standardOutput.Contains("Total: 1,", StringComparison.Ordinal) &&
+            Assert.True(!timedOut && run.ExitCode == 0 && standardOutput.Contains("Total: 1,", StringComparison.Ordinal) &&
                         standardOutput.Contains("Failed: 0,", StringComparison.Ordinal), report);
         }
 
         private static string Tail(string text) => text.Length <= 8_000 ? text : "...\n" + text[^8_000..];
-
-        private static string DotnetHost() => Support.ChildProcess.DotnetHostPath();
     }
 }

@@ -1,3 +1,4 @@
+using CowEngine.Tests.Support;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -95,38 +96,9 @@ internal static class StressChild
     public static async Task<Result> RunAsync(IEnumerable<string> arguments, TimeSpan timeout)
     {
         Assert.True(File.Exists(AssemblyPath), $"{AssemblyPath} is missing: the test project must reference CowEngine.Stress");
-        var startInfo = new ProcessStartInfo(DotnetHostPath())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        startInfo.ArgumentList.Add(AssemblyPath);
-        foreach (string argument in arguments)
-            startInfo.ArgumentList.Add(argument);
-        startInfo.Environment["DOTNET_DbgEnableMiniDump"] = "0";
-        startInfo.Environment["DOTNET_EnableCrashReport"] = "0";
-
-        using var process = Process.Start(startInfo) ?? throw new InvalidOperationException("Process.Start returned null");
-        Task<string> standardOutput = process.StandardOutput.ReadToEndAsync();
-        Task<string> standardError = process.StandardError.ReadToEndAsync();
-        bool timedOut = false;
-        using (var deadline = new CancellationTokenSource(timeout))
-        {
-            try
-            {
-                await process.WaitForExitAsync(deadline.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                timedOut = true;
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-            }
-        }
+        ChildResult run = await ChildProcess.RunDotnetAsync("stress", [AssemblyPath, .. arguments], timeout);
         // The watchdog process (a grandchild) shares our pipes and leaves within a second of its parent.
-        return new Result(process.ExitCode, timedOut, await standardOutput, await standardError);
+        return new Result(run.ExitCode, run.TimedOut, run.StandardOutput, run.StandardError);
     }
 
-    private static string DotnetHostPath() => Support.ChildProcess.DotnetHostPath();
 }

@@ -35,23 +35,34 @@ internal static class ChildProcess
     public static async Task<ChildResult> RunAsync(string scenario, TimeSpan? timeout = null)
     {
         Assert.True(File.Exists(ChildAssemblyPath), $"{ChildAssemblyPath} is missing: the test project must reference CowEngine.TestChild");
+        return await RunDotnetAsync(scenario, [ChildAssemblyPath, scenario], timeout ?? DefaultTimeout);
+    }
+
+    /// <summary>
+    /// Runs `dotnet` with the arguments, collects its output, and kills it (with its children) if it
+    /// has not exited within the timeout. No crash dumps or crash reports from deliberate crashes.
+    /// </summary>
+    public static async Task<ChildResult> RunDotnetAsync(string label, IEnumerable<string> arguments, TimeSpan timeout,
+                                                         IReadOnlyDictionary<string, string>? environment = null)
+    {
         var startInfo = new ProcessStartInfo(DotnetHostPath())
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        startInfo.ArgumentList.Add(ChildAssemblyPath);
-        startInfo.ArgumentList.Add(scenario);
-        // No crash dumps or crash reports from the deliberate crashes (the child also sets RLIMIT_CORE to 0).
+        foreach (string argument in arguments)
+            startInfo.ArgumentList.Add(argument);
         startInfo.Environment["DOTNET_DbgEnableMiniDump"] = "0";
         startInfo.Environment["DOTNET_EnableCrashReport"] = "0";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            startInfo.Environment[name] = value;
 
         using var process = Process.Start(startInfo) ?? throw new InvalidOperationException("Process.Start returned null");
         Task<string> standardOutput = process.StandardOutput.ReadToEndAsync();
         Task<string> standardError = process.StandardError.ReadToEndAsync();
         bool timedOut = false;
-        using (var deadline = new CancellationTokenSource(timeout ?? DefaultTimeout))
+        using (var deadline = new CancellationTokenSource(timeout))
         {
             try
             {
@@ -64,7 +75,7 @@ internal static class ChildProcess
                 await process.WaitForExitAsync();
             }
         }
-        return new ChildResult(scenario, process.ExitCode, timedOut, await standardOutput, await standardError);
+        return new ChildResult(label, process.ExitCode, timedOut, await standardOutput, await standardError);
     }
 
     /// <summary>

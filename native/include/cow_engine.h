@@ -68,6 +68,9 @@ extern "C" {
 #define COW_VIEW_LIVE 1u
 #define COW_VIEW_DISPOSED 2u
 
+/* Directory entry flag: the view (index + 1 in the low bits) owning this segment was disposed. */
+#define COW_DIRECTORY_DISPOSED 0x80000000u
+
 /*
  * One engine: a memfd of chunk_capacity * 2 MiB used as a pool of 4 KiB slots.
  * Slot s lives at file offset s * 4096 and belongs to chunk s / 512.
@@ -168,7 +171,9 @@ typedef struct cow_view {
 typedef struct cow_process {
     uint64_t arena_base;        /* one PROT_NONE reservation that holds every view */
     uint64_t arena_size;        /* multiple of 2 MiB */
-    uint32_t *directory;        /* [arena_size / 2 MiB] view index + 1 owning that segment, 0 = none */
+    uint32_t *directory;        /* [arena_size / 2 MiB] view index + 1 owning that segment, 0 = none;
+                                 * with COW_DIRECTORY_DISPOSED: the segment's view was disposed and
+                                 * the range is not reused yet (a touch is reported, then passed on) */
     cow_view_t *views;          /* [view_capacity] */
     uint32_t view_capacity;
     uint32_t view_high_water;   /* entries [0, view_high_water) have ever been used */

@@ -186,6 +186,23 @@ static void cow_stay_within_budget(cow_view_t *view, uint64_t page, int is_write
     cow_spin_unlock(stripe);
 }
 
+/* A touch of a disposed view's range is a bug in the program (a pointer or span kept past
+ * Dispose, or a view the garbage collector finalized while its memory was still in use). The
+ * runtime will report it only as an access violation at some address: name the cause first. */
+static void cow_report_use_after_dispose(uint64_t address, uint32_t entry)
+{
+    cow_line_t line = {.length = 0};
+    cow_line_add(&line, "CowEngine: access to ");
+    cow_line_add_number(&line, address, 16);
+    cow_line_add(&line, ", in the range of view ");
+    cow_line_add_number(&line, (entry & ~COW_DIRECTORY_DISPOSED) - 1, 10);
+    cow_line_add(&line, ", after the view was disposed (by Dispose, or by its finalizer when it was no "
+                        "longer referenced: keep views alive, e.g. GC.KeepAlive, while using their "
+                        "memory); passing the fault on\n");
+    ssize_t ignored = write(STDERR_FILENO, line.text, line.length);
+    (void)ignored;
+}
+
 /* Returns 1 when the fault was ours and is resolved, 0 when it must be passed on. */
 static int cow_try_resolve(uint64_t address, int is_write)
 {
@@ -193,6 +210,10 @@ static int cow_try_resolve(uint64_t address, int is_write)
     if (process == NULL || address - process->arena_base >= process->arena_size)
         return 0;
     uint32_t entry = cow_load_acquire(&process->directory[(address - process->arena_base) >> COW_SEGMENT_SHIFT]);
+    if ((entry & COW_DIRECTORY_DISPOSED) != 0) {
+        cow_report_use_after_dispose(address, entry);
+        return 0;
+    }
     if (entry == 0 || entry > process->view_capacity)
         return 0;
     cow_view_t *view = &process->views[entry - 1];

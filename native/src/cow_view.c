@@ -324,7 +324,9 @@ int cow_view_dispose(cow_view_t *view)
     }
     view->state = COW_VIEW_DISPOSED;
     cow_write_unlock(&view->lock);
-    cow_directory_publish(view, 0);
+    /* Keep the range marked as this view's until it is reused: a touch of it is a use after
+     * dispose, and the handler can then say so before passing the fault on. */
+    cow_directory_publish(view, (view->index + 1) | COW_DIRECTORY_DISPOSED);
     cow_engine_t *owner = view->engine;
     cow_spin_lock(&owner->alloc_lock);
     uint32_t last = owner->live_list[--owner->live_count];

@@ -52,7 +52,23 @@ public sealed class FatalFaultTests
 
         Assert.Contains("second view intact: True", result.StandardOutput);
         Assert.Contains("writing through the stale pointer", result.StandardOutput);
+        Assert.Contains("after the view was disposed", result.StandardError); // the handler names the cause
         AssertDiedOfAccessViolation(result);
+    }
+
+    [Fact]
+    public async Task DisposeWhileOtherThreadsWrite_LaterWritesFaultAndNoOtherViewOrCountIsAffected()
+    {
+        ChildResult result = await ChildProcess.RunAsync("dispose-while-writing");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.DoesNotContain("UNEXPECTED", result.StandardOutput);
+        Assert.Contains("stray writes passed on: True, scratch mappings failed: 0", result.StandardOutput);
+        Assert.Contains("other view intact: True", result.StandardOutput);
+        Assert.Contains("snapshots intact: True", result.StandardOutput);
+        Assert.Contains("live views: 3, slots in use: 160 (expected 160)", result.StandardOutput);
+        Assert.Contains("a new region is zero-filled: True", result.StandardOutput);
+        Assert.Contains("after the view was disposed", result.StandardError);
     }
 
     [Fact]

@@ -240,6 +240,10 @@ public sealed class RuntimeInteropTests
                 Assert.Equal(round, *(long*)(region.Pointer + page * PageSize));
             }
         }
+        // The caller's closure is this region's only other reference, and a started thread drops its
+        // delegate: without this, a collection between the last Pointer read and the dereference may
+        // finalize (dispose) the region under the read - an access violation this test once hit.
+        GC.KeepAlive(region);
     }
 
     private static bool IsBlocked(byte[] mask, int signal) => (mask[(signal - 1) / 8] & (1 << ((signal - 1) % 8))) != 0;

@@ -96,6 +96,8 @@ public sealed class MemoryReturnTests
     {
         CowView snapshot = region.Snapshot();
         snapshot.AsSpan(0, 3 * PageSize).Fill(0x62);
+        // Abandoned on return, not before: a collection during Fill would finalize (unmap) it under the write.
+        GC.KeepAlive(snapshot);
     }
 
     [Fact]

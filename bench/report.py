@@ -16,6 +16,7 @@ if it is missing.
 """
 import argparse
 import csv
+import datetime
 import json
 import math
 import os
@@ -355,6 +356,92 @@ def scenario6(rows, goals):
     return out
 
 
+def fmt_size(mib):
+    if mib is None:
+        return "n/a"
+    return f"{int(mib) // 1024} GiB" if mib >= 1024 else f"{int(mib)} MiB"
+
+
+def scenario7(rows):
+    out = ["### 7. First writes under a constrained mapping budget",
+           "Per iteration: a fresh region, fully written, and its snapshot; then 10,000 one-byte stores into the "
+           "region, each to a distinct page (every one a copy-on-write fault); time per write. *Sequential*: "
+           "pages 0..9,999 (the copies merge into few mappings); *RandomDense*: distinct random pages of a 64 MiB "
+           "region (61% of its pages); *RandomSparse*: distinct random pages of a 1 GiB region (3.8% of its "
+           "pages, nearly every one a mapping island). The same pages for both budgets: *unconstrained* = the "
+           "default budget (half of vm.max_map_count), which these writes never reach; *constrained* = a budget "
+           "of 2,000, which the random patterns pass after ~1,000 writes, so the engine evicts 2 MiB segments "
+           "(PROT_NONE) for the rest of them. Read after the writes: the engine's *mappings* (the final count; "
+           "no peak is kept), *evictions per write*, *copies per write* (1 = each write copied exactly one page) "
+           "and *memory amplification* = committed bytes / (region + 10,000 x 4 KiB), unconstrained / constrained."]
+    if rows is None:
+        return out + ["No results."]
+    body = []
+    m = "Engine_FirstWrites"
+    budgets = {}
+    for pattern in param_values(rows, "Pattern"):
+        u = median_us(rows, m, Pattern=pattern, Budget="Unconstrained")
+        c = median_us(rows, m, Pattern=pattern, Budget="Constrained")
+        g = lambda name, budget: metric(rows, m, name, Pattern=pattern, Budget=budget)
+        for budget in ("Unconstrained", "Constrained"):
+            if g("MappingBudget", budget) is not None:
+                budgets.setdefault(budget, g("MappingBudget", budget))
+        amp = " / ".join(fmt_num(g("MemoryAmplification", b), 3) for b in ("Unconstrained", "Constrained"))
+        copies = " / ".join(fmt_num(g("CopiesPerWrite", b), 2) for b in ("Unconstrained", "Constrained"))
+        body.append([pattern, fmt_size(g("Region_MiB", "Unconstrained") or g("Region_MiB", "Constrained")),
+                     t_or_fail(rows, m, Pattern=pattern, Budget="Unconstrained"),
+                     t_or_fail(rows, m, Pattern=pattern, Budget="Constrained"), fmt_ratio(c, u),
+                     fmt_num(g("Mappings", "Unconstrained"), 0), fmt_num(g("Mappings", "Constrained"), 0),
+                     fmt_num(g("EvictionsPerWrite", "Unconstrained"), 3), fmt_num(g("EvictionsPerWrite", "Constrained"), 3),
+                     copies, amp])
+    label = lambda b: f"{b.lower()} (budget {fmt_num(budgets.get(b), 0)})"
+    out.append(table(["Pattern", "Region", f"Per write, {label('Unconstrained')}", f"Per write, {label('Constrained')}",
+                      "constrained / unconstrained", "Mappings after, unconstrained", "Mappings after, constrained",
+                      "Evictions per write, unconstrained", "Evictions per write, constrained",
+                      "Copies per write (u / c)", "Memory amplification (u / c)"], body))
+    return out
+
+
+def run_span(path):
+    """(start, end, info) of the run a machine file describes: start from its date_utc (minute
+    resolution), end = the file's time (it is rewritten at the end of the run with the load average)."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    try:
+        start = datetime.datetime.strptime(info.get("date_utc", ""), "%Y-%m-%d %H:%M UTC").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    except (ValueError, TypeError):
+        start = None
+    return start, os.path.getmtime(path), info
+
+
+def in_span(t, span):
+    return span is not None and (span[0] is None or t >= span[0]) and t <= span[1] + 5
+
+
+def separate_run_note(results, scenario):
+    """Says so when a scenario's CSV is not from the run machine.json describes: a later run of chosen
+    scenarios (`--filter`; described by machine-selected-run.json if that was the last one), or an
+    older run whose CSV the suite's run did not replace."""
+    csv_path = os.path.join(results, f"{PREFIX}{scenario}-report.csv")
+    suite = run_span(os.path.join(results, "machine.json"))
+    if not os.path.exists(csv_path) or suite is None:
+        return None
+    written = os.path.getmtime(csv_path)
+    if in_span(written, suite):
+        return None
+    when = datetime.datetime.fromtimestamp(written, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    selected = run_span(os.path.join(results, "machine-selected-run.json"))
+    if in_span(written, selected):
+        info = selected[2]
+        return (f"*Not from the run above: from a separate run of {info.get('date_utc')} "
+                f"(`{info.get('arguments', '')}`, same machine); load average (1/5/15 min) at its start: "
+                f"{fmt_load(info.get('loadavg_at_start'))}, at its end: {fmt_load(info.get('loadavg_at_end'))}.*")
+    return (f"*Not from the run above: from a separate run whose results were written {when}; "
+            f"its load average is not recorded.*")
+
 def verdict(ok):
     return "met" if ok else "**missed**"
 
@@ -429,7 +516,14 @@ def main():
                 scenario3(load(args.results, "FirstWriteBenchmarks"), goals),
                 scenario4(load(args.results, "RollbackBenchmarks"), goals),
                 scenario5(load(args.results, "WriterThreadsBenchmarks"), goals),
-                scenario6(load(args.results, "MemoryBenchmarks"), goals)]
+                scenario6(load(args.results, "MemoryBenchmarks"), goals),
+                scenario7(load(args.results, "MappingBudgetBenchmarks"))]
+    scenarios = ["FirstSnapshotBenchmarks", "SnapshotFrequencyBenchmarks", "FirstWriteBenchmarks", "RollbackBenchmarks",
+                 "WriterThreadsBenchmarks", "MemoryBenchmarks", "MappingBudgetBenchmarks"]
+    for section, scenario in zip(sections, scenarios):
+        note = separate_run_note(args.results, scenario)
+        if note:
+            section.insert(1, note)
 
     drawn = chart(args.chart, s1, s2)
     chart_rel = os.path.relpath(args.chart, os.path.dirname(args.doc) or ".")

@@ -6,7 +6,16 @@ namespace CowEngine.Benchmarks.Infrastructure;
 /// <summary>Writes what machine the numbers come from next to the CSVs (machine.json), for bench/report.py.</summary>
 internal static class MachineInfo
 {
-    public static void Write(string resultsDirectory, bool quick)
+    /// <summary>machine.json describes the last run of the whole suite; a run of scenarios chosen with
+    /// BenchmarkDotNet's arguments (e.g. --filter) writes <see cref="SelectedRunFile"/> instead, so
+    /// that the suite's file still describes the suite's numbers.</summary>
+    public const string SuiteRunFile = "machine.json";
+
+    /// <summary>Machine and load of the last run of chosen scenarios (bench/report.py cites it for a
+    /// scenario whose results are newer than the suite's run).</summary>
+    public const string SelectedRunFile = "machine-selected-run.json";
+
+    public static void Write(string resultsDirectory, bool quick, string fileName = SuiteRunFile, IReadOnlyList<string>? arguments = null)
     {
         Directory.CreateDirectory(resultsDirectory);
         var info = new Dictionary<string, object?>
@@ -24,14 +33,16 @@ internal static class MachineInfo
             // Other work on the machine (builds, test runs) makes every number noisier: say how busy it was.
             ["loadavg_at_start"] = ReadTrimmed("/proc/loadavg"),
         };
-        File.WriteAllText(Path.Combine(resultsDirectory, "machine.json"),
+        if (arguments is not null)
+            info["arguments"] = string.Join(' ', arguments);
+        File.WriteAllText(Path.Combine(resultsDirectory, fileName),
             JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true }));
     }
 
-    /// <summary>Adds the load average at the end of the run to machine.json.</summary>
-    public static void RecordEnd(string resultsDirectory)
+    /// <summary>Adds the load average at the end of the run to the run's file (machine.json or <see cref="SelectedRunFile"/>).</summary>
+    public static void RecordEnd(string resultsDirectory, string fileName = SuiteRunFile)
     {
-        string path = Path.Combine(resultsDirectory, "machine.json");
+        string path = Path.Combine(resultsDirectory, fileName);
         if (!File.Exists(path))
             return;
         var info = JsonSerializer.Deserialize<Dictionary<string, object?>>(File.ReadAllText(path)) ?? [];

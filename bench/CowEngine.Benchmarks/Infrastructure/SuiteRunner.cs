@@ -13,6 +13,9 @@ namespace CowEngine.Benchmarks.Infrastructure;
 /// </summary>
 internal static class SuiteRunner
 {
+    /// <summary>Set in the environment of each scenario's process: it is part of the suite's run.</summary>
+    public const string ChildVariable = "COWENGINE_BENCH_SUITE_CHILD";
+
     public static int Run(IReadOnlyList<Type> scenarios, bool quick, IReadOnlyList<string> extraArguments)
     {
         var failed = new List<string>();
@@ -21,6 +24,7 @@ internal static class SuiteRunner
         {
             Console.WriteLine($"// ===== {scenario.Name} ({(quick ? "quick" : "full")}) in its own process =====");
             var start = new ProcessStartInfo { UseShellExecute = false };
+            start.Environment[ChildVariable] = "1";
             string self = Environment.ProcessPath ?? throw new InvalidOperationException("No process path.");
             start.FileName = self;
             if (Path.GetFileNameWithoutExtension(self) == "dotnet")

@@ -115,7 +115,8 @@ typedef struct cow_engine {
     uint32_t evict_segment;     /* ... and segment to consider */
     uint32_t *live_list;        /* [view capacity] indices of this engine's LIVE views; set by the owner */
     uint32_t live_count;        /* entries in live_list, under alloc_lock */
-    uint32_t reserved2;
+    uint32_t faults_in_flight;  /* handlers resolving a fault of this engine right now (each may be
+                                 * up to two mappings over the budget until it has evicted) */
 
     /* ---- reclaim queue: runs of freed slots whose holes are still to be punched ---- */
     uint64_t *reclaim_ring;     /* [reclaim_capacity] (first slot << 32) | slot count; set by the owner */

@@ -42,7 +42,7 @@ static inline uint32_t cow_slot_of(cow_view_t *view, uint64_t page)
 }
 
 /* Per-page state bits. A segment's 512 bits fill 8 whole words, so the bits of one segment are
- * only ever written under that segment's stripe lock (or the view's write lock). */
+ * only ever written under that segment's guard (or the view's write lock). */
 static inline int cow_bit(const uint64_t *bits, uint64_t page)
 {
     return (int)((bits[page >> 6] >> (page & 63)) & 1);
@@ -101,6 +101,21 @@ COW_INTERNAL void cow_write_lock(uint32_t *lock);
 COW_INTERNAL void cow_write_unlock(uint32_t *lock);
 COW_INTERNAL uint32_t *cow_stripe_for(cow_view_t *view, uint32_t segment);
 
+/* The locks that make a segment of a view ours to change: the stripes of the segment AND of its two
+ * neighbours. A mapping can span a segment edge, so whether the page after the edge starts a new
+ * mapping depends on pages of both segments; holding the neighbours' stripes too is what keeps the
+ * per-view mapping count exact when faults in adjacent segments run at once. Stripes are taken in
+ * address order (duplicates once), so two guards can never wait for each other. */
+typedef struct cow_segment_guard {
+    uint32_t *stripes[3];
+    uint32_t count;
+} cow_segment_guard_t;
+
+COW_INTERNAL void cow_segment_lock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard);
+/* Takes all of them or none; 1 if it did. */
+COW_INTERNAL int cow_segment_trylock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard);
+COW_INTERNAL void cow_segment_unlock(cow_segment_guard_t *guard);
+
 /* ---- allocation and reference counting (cow_alloc.c) ---- */
 
 /* Frees slots in batches so that contiguous freed slots cost one fallocate, and so that a chunk
@@ -130,14 +145,14 @@ COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
 
 /* Takes the slot for a private copy of `page` of `view`: position page % 512 of the view's write
  * chunk for that segment, replacing the write chunk when that position is taken. Caller holds the
- * view's read or write lock and the segment's stripe. */
+ * view's read or write lock and the segment's guard. */
 COW_INTERNAL int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *batch,
                                     uint32_t *slot_out);
 
 /* ---- resolving writes (cow_resolve.c) ---- */
 
 /* Makes pages [first, first + count) of one segment private and writable. Caller holds the view's
- * read (or write) lock and the segment's stripe. On failure every page is either fully resolved
+ * read (or write) lock and the segment's guard. On failure every page is either fully resolved
  * or left exactly as it was. */
 typedef struct cow_resolve_result {
     int failed_call;            /* COW_CALL_* that failed, when the return value is not 0 */
@@ -164,7 +179,7 @@ COW_INTERNAL void cow_mappings_add(cow_view_t *view, int64_t delta);
 COW_INTERNAL int64_t cow_engine_mappings(cow_engine_t *engine);
 /* How many mappings unmapping a segment would add (negative: remove). */
 COW_INTERNAL int64_t cow_segment_unmap_growth(cow_view_t *view, uint32_t segment);
-/* Unmaps a segment of a view (PROT_NONE); the caller holds the view's lock and the stripe. */
+/* Unmaps a segment of a view (PROT_NONE); the caller holds the view's lock and the segment's guard. */
 COW_INTERNAL int cow_segment_unmap(cow_view_t *view, uint32_t segment);
 /* Unmaps segments of the engine's views, without ever blocking, until it uses at most `target`. */
 COW_INTERNAL void cow_evict_to(cow_engine_t *engine, int64_t target);
@@ -174,13 +189,17 @@ COW_INTERNAL void cow_note_fault(cow_view_t *view, uint32_t segment);
 COW_INTERNAL void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t *keep_view,
                                       uint32_t keep_segment);
 /* Makes room for `needed` more mappings within the budget, evicting if necessary; EDQUOT if it
- * cannot. The caller may hold view locks: eviction only tries locks. */
+ * cannot. The caller may hold view locks (eviction only tries view locks) but no segment guard. */
 COW_INTERNAL int cow_make_room(cow_engine_t *engine, int64_t needed);
+/* The same for a caller that holds NO view lock and no guard (an API call about to take them):
+ * when trying view locks is not enough, it waits for them. */
+COW_INTERNAL int cow_make_room_unlocked(cow_engine_t *engine, int64_t needed);
 /* The same, also evicting segments of `held`, whose write lock the caller holds. */
 COW_INTERNAL int cow_make_room_holding(cow_engine_t *engine, int64_t needed, cow_view_t *held);
-/* Unmaps one segment if that lowers the mapping count (not if pinned); 1 if it did. The caller
- * holds the view's lock and the segment's stripe, or the view's write lock. */
-COW_INTERNAL int cow_segment_evict(cow_view_t *view, uint32_t segment);
+/* Unmaps one segment if that changes the mapping count by at most `max_growth` (never a pinned
+ * one); 1 if it did. The caller holds the view's lock and the segment's guard, or the view's write
+ * lock. */
+COW_INTERNAL int cow_segment_evict(cow_view_t *view, uint32_t segment, int64_t max_growth);
 
 /* ---- fault path (cow_signal.c) ---- */
 

@@ -44,6 +44,7 @@ COW_EXPECT(cow_engine_t, evict_view, 200);
 COW_EXPECT(cow_engine_t, evict_segment, 204);
 COW_EXPECT(cow_engine_t, live_list, 208);
 COW_EXPECT(cow_engine_t, live_count, 216);
+COW_EXPECT(cow_engine_t, faults_in_flight, 220);
 COW_EXPECT(cow_engine_t, reclaim_ring, 224);
 COW_EXPECT(cow_engine_t, reclaim_capacity, 232);
 COW_EXPECT(cow_engine_t, reclaim_head, 236);
@@ -115,6 +116,7 @@ static const cow_layout_row_t cow_layout_rows[] = {
     COW_ROW(cow_engine_t, read_faults), COW_ROW(cow_engine_t, evictions), COW_ROW(cow_engine_t, live_views),
     COW_ROW(cow_engine_t, mapping_budget), COW_ROW(cow_engine_t, evict_view),
     COW_ROW(cow_engine_t, evict_segment), COW_ROW(cow_engine_t, live_list), COW_ROW(cow_engine_t, live_count),
+    COW_ROW(cow_engine_t, faults_in_flight),
     COW_ROW(cow_engine_t, reclaim_ring),
     COW_ROW(cow_engine_t, reclaim_capacity), COW_ROW(cow_engine_t, reclaim_head),
     COW_ROW(cow_engine_t, reclaim_tail), COW_ROW(cow_engine_t, reclaim_lock),

@@ -103,3 +103,54 @@ uint32_t *cow_stripe_for(cow_view_t *view, uint32_t segment)
     hash ^= hash >> 15;
     return &view->engine->stripes[hash & (COW_STRIPE_COUNT - 1)];
 }
+
+static void cow_guard_add(cow_segment_guard_t *guard, uint32_t *stripe)
+{
+    /* Insertion sort by address, dropping a duplicate (neighbours can hash to the same stripe). */
+    uint32_t i = guard->count;
+    for (uint32_t j = 0; j < guard->count; j++)
+        if (guard->stripes[j] == stripe)
+            return;
+    while (i > 0 && guard->stripes[i - 1] > stripe) {
+        guard->stripes[i] = guard->stripes[i - 1];
+        i--;
+    }
+    guard->stripes[i] = stripe;
+    guard->count++;
+}
+
+static void cow_guard_init(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard)
+{
+    guard->count = 0;
+    cow_guard_add(guard, cow_stripe_for(view, segment));
+    if (segment > 0)
+        cow_guard_add(guard, cow_stripe_for(view, segment - 1));
+    if (segment + 1 < view->segment_count)
+        cow_guard_add(guard, cow_stripe_for(view, segment + 1));
+}
+
+void cow_segment_lock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard)
+{
+    cow_guard_init(view, segment, guard);
+    for (uint32_t i = 0; i < guard->count; i++)
+        cow_spin_lock(guard->stripes[i]);
+}
+
+int cow_segment_trylock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard)
+{
+    cow_guard_init(view, segment, guard);
+    for (uint32_t i = 0; i < guard->count; i++) {
+        if (!cow_spin_trylock(guard->stripes[i])) {
+            while (i > 0)
+                cow_spin_unlock(guard->stripes[--i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void cow_segment_unlock(cow_segment_guard_t *guard)
+{
+    for (uint32_t i = guard->count; i > 0; i--)
+        cow_spin_unlock(guard->stripes[i - 1]);
+}

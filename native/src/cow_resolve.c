@@ -12,8 +12,9 @@
  *      read-write over the page with one mmap, then point the leaf at it and drop the old slot.
  *      Otherwise mprotect the page read-write.
  *   Runs of neighbouring pages whose new slots are contiguous take one mmap/mprotect together.
- * The caller holds the view's lock (shared) and the segment's stripe lock, so no other thread
- * resolves pages of this segment of this view, and no snapshot of this view runs, meanwhile.
+ * The caller holds the view's lock (shared) and the segment's guard (cow_segment_lock), so no other
+ * thread resolves pages of this segment (or its neighbours) of this view, and no snapshot of this
+ * view runs, meanwhile.
  */
 #include "cow_internal.h"
 

@@ -6,7 +6,8 @@
  *   1. Not SEGV_ACCERR (a mapping exists but denies the access), or an instruction fetch? -> chain.
  *   2. Address outside the arena, or its 2 MiB directory entry empty?                   -> chain.
  *   3. Read-lock the view, check it is LIVE and the address within its pages.            -> else chain.
- *   4. Lock the (view, segment) stripe. A write: make the page private and writable. A read:
+ *   4. Over budget? Evict cold segments first (only trying locks). Lock the segment (its stripe
+ *      and its neighbours'). A write: make the page private and writable. A read:
  *      map the untouched run around the page read-only (snapshots are mapped lazily).
  *   5. Unlock, restore errno, return: the kernel restarts the faulting instruction.
  * If step 4 fails the process cannot continue correctly: one line on stderr names the cause, then
@@ -144,7 +145,7 @@ static void cow_chain(int signal_number, siginfo_t *info, void *context)
 /* ---- the handler ---- */
 
 /* Maps a page of a collapsed segment again: writable (it was private and writable, or it is the
- * page a write fault resolves) or read-only. Caller holds the view's lock and the stripe. */
+ * page a write fault resolves) or read-only. Caller holds the view's lock and the segment's guard. */
 static void cow_remap_page(cow_view_t *view, uint64_t page, int class)
 {
     cow_resolve_result_t result = {COW_CALL_NONE, 0};
@@ -167,8 +168,8 @@ static void cow_stay_within_budget(cow_view_t *view, uint64_t page, int is_write
     cow_evict_to_except(engine, budget - budget / 16, view, segment);
     if (cow_engine_mappings(engine) <= budget)
         return;
-    uint32_t *stripe = cow_stripe_for(view, segment);
-    cow_spin_lock(stripe);
+    cow_segment_guard_t guard;
+    cow_segment_lock(view, segment, &guard);
     /* One instruction can touch two neighbouring pages (an unaligned store across a page
      * boundary): remember how the faulting page's neighbours were mapped and map them back the
      * same way, or the retried instruction would fault on the other half, forever. */
@@ -176,14 +177,15 @@ static void cow_stay_within_budget(cow_view_t *view, uint64_t page, int is_write
     int previous_class = page > first ? cow_page_class(view, page - 1) : COW_CLASS_UNMAPPED;
     int next_class = page + 1 < view->page_count && ((page + 1) >> COW_LEAF_SHIFT) == segment
                          ? cow_page_class(view, page + 1) : COW_CLASS_UNMAPPED;
-    if (cow_segment_evict(view, segment)) {
+    /* Only if collapsing the segment lowers the count: the pages mapped back may add boundaries. */
+    if (cow_segment_evict(view, segment, -1)) {
         cow_remap_page(view, page, is_write ? COW_CLASS_WRITE : COW_CLASS_READ);
         if (previous_class != COW_CLASS_UNMAPPED)
             cow_remap_page(view, page - 1, previous_class);
         if (next_class != COW_CLASS_UNMAPPED)
             cow_remap_page(view, page + 1, next_class);
     }
-    cow_spin_unlock(stripe);
+    cow_segment_unlock(&guard);
 }
 
 /* A touch of a disposed view's range is a bug in the program (a pointer or span kept past
@@ -224,20 +226,31 @@ static int cow_try_resolve(uint64_t address, int is_write)
         return 0;
     }
     uint64_t page = (address - view->base) >> COW_PAGE_SHIFT;
-    uint32_t *stripe = cow_stripe_for(view, (uint32_t)(page >> COW_LEAF_SHIFT));
+    uint32_t segment = (uint32_t)(page >> COW_LEAF_SHIFT);
     cow_engine_t *engine = view->engine;
+    cow_add(&engine->faults_in_flight, 1u);
+    /* Resolving can add two mappings (a page split out of the middle of a run): make room first,
+     * so the budget is exceeded at most by what faults running at this very moment add. The
+     * segment is noted as recently faulted first: an instruction that needs two segments (a store
+     * across a 2 MiB edge) faults on each in turn, and neither fault may evict the other's. */
+    int64_t budget = cow_load_relaxed(&engine->mapping_budget);
+    if (budget > 0 && cow_engine_mappings(engine) + 2 > budget) {
+        cow_note_fault(view, segment);
+        cow_evict_to_except(engine, budget - 2 - budget / 16, view, segment);
+    }
     cow_resolve_result_t result = {COW_CALL_NONE, 0};
     int error = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
-        cow_spin_lock(stripe);
+        cow_segment_guard_t guard;
+        cow_segment_lock(view, segment, &guard);
         error = is_write ? cow_resolve_segment_range(view, page, 1, 0, &result)
                          : cow_map_for_read(view, page);
-        cow_spin_unlock(stripe);
+        cow_segment_unlock(&guard);
         if (error != ENOMEM)
             break;
         /* The kernel is out of mappings (the rest of the process may be using them): unmap as
          * many of ours as we can, then try once more. */
-        cow_evict_to_except(engine, 0, view, (uint32_t)(page >> COW_LEAF_SHIFT));
+        cow_evict_to_except(engine, 0, view, segment);
     }
     if (error != 0)
         cow_fatal(address, error, is_write ? result.failed_call : COW_CALL_MMAP);
@@ -249,11 +262,11 @@ static int cow_try_resolve(uint64_t address, int is_write)
     } else {
         cow_add(&engine->read_faults, 1u);
     }
-    int64_t budget = cow_load_relaxed(&engine->mapping_budget);
     if (budget > 0 && cow_engine_mappings(engine) > budget) {
-        cow_note_fault(view, (uint32_t)(page >> COW_LEAF_SHIFT));
+        cow_note_fault(view, segment);
         cow_stay_within_budget(view, page, is_write, budget);
     }
+    cow_sub(&engine->faults_in_flight, 1u);
     cow_read_unlock(&view->lock);
     return 1;
 }

@@ -199,7 +199,7 @@ int cow_region_create(cow_view_t *view, int track_writes)
         return EINVAL;
     cow_engine_t *engine = view->engine;
     uint32_t segments = view->segment_count;
-    int error = cow_make_room(engine, 2);
+    int error = cow_make_room_unlocked(engine, 2);
     if (error != 0)
         return error;
     error = cow_slots_reserve(engine, view->page_count);
@@ -272,13 +272,19 @@ int cow_region_create(cow_view_t *view, int track_writes)
     return 0;
 }
 
-int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
+/* How often Snapshot and RestoreTo make room without locks and try again before they refuse. */
+#define COW_ROOM_ATTEMPTS 4
+
+/* One attempt: EDQUOT when eviction under the source's write lock (which only tries other locks)
+ * could not make room; the caller then makes room without holding locks and tries again. */
+static int cow_view_snapshot_once(cow_view_t *source, cow_view_t *target)
 {
     if (!cow_view_shape_is_valid(source) || !cow_view_shape_is_valid(target) ||
         source->engine != target->engine || source->page_count != target->page_count ||
         cow_load_acquire(&target->state) == COW_VIEW_LIVE)
         return EINVAL;
     cow_engine_t *engine = source->engine;
+    cow_make_room_unlocked(engine, 2);
     cow_write_lock(&source->lock);
     if (source->state != COW_VIEW_LIVE) {
         cow_write_unlock(&source->lock);
@@ -311,6 +317,14 @@ int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
     cow_write_unlock(&source->lock);
     cow_view_go_live(target);
     return 0;
+}
+
+int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
+{
+    int error = EDQUOT;
+    for (int attempt = 0; attempt < COW_ROOM_ATTEMPTS && error == EDQUOT; attempt++)
+        error = cow_view_snapshot_once(source, target);
+    return error;
 }
 
 int cow_view_dispose(cow_view_t *view)
@@ -361,7 +375,8 @@ static uint64_t cow_segment_end(const cow_view_t *view, uint32_t segment)
     return end < view->page_count ? end : view->page_count;
 }
 
-int cow_view_restore(cow_view_t *view, cow_view_t *source)
+/* One attempt; EDQUOT as for cow_view_snapshot_once. */
+static int cow_view_restore_once(cow_view_t *view, cow_view_t *source)
 {
     if (!cow_view_shape_is_valid(view) || !cow_view_shape_is_valid(source) ||
         view->engine != source->engine || view->page_count != source->page_count)
@@ -369,6 +384,7 @@ int cow_view_restore(cow_view_t *view, cow_view_t *source)
     if (view == source)
         return 0;
     cow_engine_t *engine = view->engine;
+    cow_make_room_unlocked(engine, 2);
     cow_lock_pair(view, source, 1);
     if (view->state != COW_VIEW_LIVE || source->state != COW_VIEW_LIVE) {
         cow_unlock_pair(view, source, 1);
@@ -424,6 +440,14 @@ int cow_view_restore(cow_view_t *view, cow_view_t *source)
     cow_batch_flush(&batch);
     cow_unlock_pair(view, source, 1);
     return 0;
+}
+
+int cow_view_restore(cow_view_t *view, cow_view_t *source)
+{
+    int error = EDQUOT;
+    for (int attempt = 0; attempt < COW_ROOM_ATTEMPTS && error == EDQUOT; attempt++)
+        error = cow_view_restore_once(view, source);
+    return error;
 }
 
 int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *count_out)
@@ -482,7 +506,7 @@ int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_ou
 }
 
 /* Prepares pages [first, first + count) of one segment for the kernel to write: private, writable,
- * pinned. Caller holds the view's read lock and the segment's stripe. */
+ * pinned. Caller holds the view's read lock and the segment's guard. */
 static int cow_prepare_segment_for_write(cow_view_t *view, uint64_t first, uint32_t count)
 {
     cow_resolve_result_t result;
@@ -504,7 +528,7 @@ static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32
     return 0;
 }
 
-/* Runs a per-segment preparation over a page range, segment by segment under each stripe, then
+/* Runs a per-segment preparation over a page range, segment by segment under each segment guard, then
  * lets eviction make room elsewhere (prepared pages are pinned). */
 static int cow_view_prepare(cow_view_t *view, uint64_t first_page, uint64_t page_count,
                             int (*prepare_segment)(cow_view_t *, uint64_t, uint32_t))
@@ -523,14 +547,14 @@ static int cow_view_prepare(cow_view_t *view, uint64_t first_page, uint64_t page
         uint32_t segment = (uint32_t)(page >> COW_LEAF_SHIFT);
         uint64_t segment_end = ((uint64_t)segment + 1) << COW_LEAF_SHIFT;
         uint32_t count = (uint32_t)((end < segment_end ? end : segment_end) - page);
-        uint32_t *stripe = cow_stripe_for(view, segment);
-        cow_spin_lock(stripe);
+        cow_segment_guard_t guard;
+        cow_segment_lock(view, segment, &guard);
         error = prepare_segment(view, page, count);
-        cow_spin_unlock(stripe);
+        cow_segment_unlock(&guard);
         page += count;
     }
     cow_read_unlock(&view->lock);
-    cow_make_room(view->engine, 0);
+    cow_make_room_unlocked(view->engine, 0);
     return error;
 }
 

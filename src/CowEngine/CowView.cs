@@ -14,9 +14,12 @@ namespace CowEngine;
 /// writes that completed before <see cref="Snapshot"/> was called. All members are thread-safe.</para>
 /// <para>Lifetime: a view stays mapped until <see cref="Dispose"/>. Spans and pointers into it must
 /// not be used after that: the range becomes inaccessible, and touching it is an access violation
-/// that ends the process (never a silent write into another view). Disposing a view while other
-/// threads still write to it is therefore a bug in the caller; the engine guarantees only that no
-/// other view is affected.</para>
+/// that ends the process (never a silent write into another view); the engine first writes a line
+/// to stderr naming the disposed view. Disposing a view while other threads still write to it is
+/// therefore a bug in the caller; the engine guarantees only that no other view is affected. A view
+/// that is no longer referenced is disposed by its finalizer: code that keeps only a pointer or a
+/// span into a view must keep the view itself alive (<see cref="GC.KeepAlive(object)"/>) until it
+/// has finished with that memory.</para>
 /// <para>System calls: the kernel raises no fault for its own accesses to user memory, so it cannot
 /// make the engine act. read(2) and .NET APIs that fill a buffer (e.g. <c>RandomAccess.Read</c>)
 /// fail with EFAULT ("Bad address"), or return a short count, when their buffer covers a page that

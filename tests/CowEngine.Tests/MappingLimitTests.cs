@@ -49,6 +49,10 @@ public sealed unsafe class MappingLimitTests
         long[] order = RandomOrder(pages, seed: 5);
         long writes = (long)(pages * share);
         long peakMappings = 0, peakProcessMappings = 0;
+        // While the other threads fault, each fault in flight may be two mappings over the budget
+        // until it has evicted (docs/design.md section 6); once all threads are done, none.
+        long inFlightAllowance = 2 * (threads - 1);
+        string? overBudget = null;
         var workers = new Thread[threads];
         for (int t = 0; t < threads; t++)
         {
@@ -63,7 +67,8 @@ public sealed unsafe class MappingLimitTests
                     {
                         long mappings = engine.GetStats().Mappings;
                         peakMappings = Math.Max(peakMappings, mappings);
-                        Assert.True(mappings <= engine.MappingBudget, $"{mappings} mappings after {i} writes, budget {engine.MappingBudget}");
+                        if (mappings > engine.MappingBudget + inFlightAllowance)
+                            overBudget ??= $"{mappings} mappings after {i} writes, budget {engine.MappingBudget} + {inFlightAllowance} for faults in flight";
                     }
                     if (worker == 0 && (i & 32767) == 0)
                         peakProcessMappings = Math.Max(peakProcessMappings, ProcMaps.ReadAll().Count);
@@ -73,6 +78,7 @@ public sealed unsafe class MappingLimitTests
         }
         foreach (Thread worker in workers)
             worker.Join();
+        Assert.Null(overBudget);
 
         CowEngineStats after = engine.GetStats();
         TestContext.Current.TestOutputHelper?.WriteLine(

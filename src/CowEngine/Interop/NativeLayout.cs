@@ -63,7 +63,7 @@ internal unsafe struct CowEngineTable
     public uint EvictSegment;
     public uint* LiveList;
     public uint LiveCount;
-    public uint Reserved2;
+    public uint FaultsInFlight;
 
     public ulong* ReclaimRing;
     public uint ReclaimCapacity;

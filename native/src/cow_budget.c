@@ -88,36 +88,6 @@ int cow_segment_unmap(cow_view_t *view, uint32_t segment)
     return 0;
 }
 
-/* A page's class once the unpinned pages of [first, end) are evicted. */
-static int cow_class_after_eviction(const cow_view_t *view, uint64_t page, uint64_t first, uint64_t end)
-{
-    if (page >= first && page < end && !cow_bit(view->pinned_bits, page))
-        return COW_CLASS_UNMAPPED;
-    return cow_page_class(view, page);
-}
-
-/* cow_boundaries(view, first, end) as it will be once the unpinned pages of [first, end) are
- * evicted (pinned pages keep their mapping; slots do not change). */
-static int64_t cow_boundaries_after_eviction(cow_view_t *view, uint64_t first, uint64_t end)
-{
-    uint64_t last = end < view->page_count ? end : view->page_count - 1;
-    int64_t count = 0;
-    for (uint64_t page = first; page <= last; page++) {
-        if (page == 0) {
-            count++;
-            continue;
-        }
-        int previous_class = cow_class_after_eviction(view, page - 1, first, end);
-        int current_class = cow_class_after_eviction(view, page, first, end);
-        if (current_class != previous_class)
-            count++;
-        else if (current_class != COW_CLASS_UNMAPPED &&
-                 cow_slot_of(view, page) != cow_slot_of(view, page - 1) + 1)
-            count++;
-    }
-    return count;
-}
-
 /* Unmaps the unpinned pages of one segment - all of it, or the runs between the pages prepared for
  * the kernel (a pinned segment must not keep a whole fragmented segment mapped) - if that changes
  * the mapping count by at most `max_growth`. The caller holds the view's lock and the segment's
@@ -135,7 +105,7 @@ int cow_segment_evict(cow_view_t *view, uint32_t segment, int64_t max_growth)
         return 1;
     }
     int64_t before = cow_boundaries(view, first, end);
-    if (cow_boundaries_after_eviction(view, first, end) - before > max_growth)
+    if (cow_boundaries_if_evicted(view, first, end) - before > max_growth)
         return 0;
     int unmapped_any = 0;
     for (uint64_t page = first; page < end;) {

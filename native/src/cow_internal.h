@@ -169,6 +169,9 @@ COW_INTERNAL int cow_map_for_read(cow_view_t *view, uint64_t page);
 
 /* Number of mapping boundaries ("this page starts a new mapping") in [first, last]. */
 COW_INTERNAL int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last);
+/* cow_boundaries(view, first, end) as it would be once the unpinned pages of [first, end) are
+ * unmapped (pinned pages keep their mapping; slots do not change). */
+COW_INTERNAL int64_t cow_boundaries_if_evicted(cow_view_t *view, uint64_t first, uint64_t end);
 
 /* Adds `delta` to the mapping count of the view and of its engine. */
 COW_INTERNAL void cow_mappings_add(cow_view_t *view, int64_t delta);

@@ -23,7 +23,18 @@
 
 #define COW_RESOLVE_BATCH 64u
 
-int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last)
+/* A page's class, or the class it would have if the unpinned pages of [evict_first, evict_end) were
+ * unmapped (an empty range: the class it has). */
+static inline int cow_class_unless_evicted(const cow_view_t *view, uint64_t page, uint64_t evict_first,
+                                           uint64_t evict_end)
+{
+    if (page >= evict_first && page < evict_end && !cow_bit(view->pinned_bits, page))
+        return COW_CLASS_UNMAPPED;
+    return cow_page_class(view, page);
+}
+
+static int64_t cow_count_boundaries(cow_view_t *view, uint64_t first, uint64_t last, uint64_t evict_first,
+                                    uint64_t evict_end)
 {
     if (last >= view->page_count)
         last = view->page_count - 1;
@@ -33,7 +44,8 @@ int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last)
             count++;
             continue;
         }
-        int previous_class = cow_page_class(view, page - 1), current_class = cow_page_class(view, page);
+        int previous_class = cow_class_unless_evicted(view, page - 1, evict_first, evict_end);
+        int current_class = cow_class_unless_evicted(view, page, evict_first, evict_end);
         if (current_class != previous_class)
             count++;
         else if (current_class != COW_CLASS_UNMAPPED &&
@@ -41,6 +53,16 @@ int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last)
             count++;
     }
     return count;
+}
+
+int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last)
+{
+    return cow_count_boundaries(view, first, last, 0, 0);
+}
+
+int64_t cow_boundaries_if_evicted(cow_view_t *view, uint64_t first, uint64_t end)
+{
+    return cow_count_boundaries(view, first, end, first, end);
 }
 
 void cow_mappings_add(cow_view_t *view, int64_t delta)

@@ -14,19 +14,25 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Calls the handler installed before, with the signal mask the kernel would have given it. */
+static void chain_to(const struct sigaction *previous, int signal_number, siginfo_t *info, void *context)
+{
+    ucontext_t *uc = context;
+    sigset_t mask = uc->uc_sigmask;
+    sigorset(&mask, &mask, &previous->sa_mask);
+    if ((previous->sa_flags & SA_NODEFER) == 0)
+        sigaddset(&mask, signal_number);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    previous->sa_sigaction(signal_number, info, context);
+}
+
 static struct sigaction previous;
 static volatile uint64_t seen;
 
 static void foreign_on_sigsegv(int signal_number, siginfo_t *info, void *context)
 {
     __atomic_add_fetch(&seen, 1, __ATOMIC_RELAXED);
-    ucontext_t *uc = context;
-    sigset_t mask = uc->uc_sigmask;
-    sigorset(&mask, &mask, &previous.sa_mask);
-    if ((previous.sa_flags & SA_NODEFER) == 0)
-        sigaddset(&mask, signal_number);
-    pthread_sigmask(SIG_SETMASK, &mask, NULL);
-    previous.sa_sigaction(signal_number, info, context);
+    chain_to(&previous, signal_number, info, context);
 }
 
 __attribute__((visibility("default"))) int foreign_install(void)
@@ -59,13 +65,7 @@ static void catcher_on_sigsegv(int signal_number, siginfo_t *info, void *context
         __atomic_add_fetch(&catcher_caught, 1, __ATOMIC_RELAXED);
         return;
     }
-    ucontext_t *uc = context;
-    sigset_t mask = uc->uc_sigmask;
-    sigorset(&mask, &mask, &catcher_previous.sa_mask);
-    if ((catcher_previous.sa_flags & SA_NODEFER) == 0)
-        sigaddset(&mask, signal_number);
-    pthread_sigmask(SIG_SETMASK, &mask, NULL);
-    catcher_previous.sa_sigaction(signal_number, info, context);
+    chain_to(&catcher_previous, signal_number, info, context);
 }
 
 __attribute__((visibility("default"))) int catcher_install(void)

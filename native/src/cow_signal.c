@@ -5,9 +5,11 @@
  * The fault path, step by step (docs/design.md explains why each step is safe):
  *   1. Not SEGV_ACCERR (a mapping exists but denies the access), or an instruction fetch? -> chain.
  *   2. Address outside the arena, or its 2 MiB directory entry empty?                   -> chain.
+ *      A disposed view's range? Say so on stderr (a use after dispose)                   -> chain.
  *   3. Read-lock the view, check it is LIVE and the address within its pages.            -> else chain.
- *   4. Over budget? Evict cold segments first (only trying locks). Lock the segment (its stripe
- *      and its neighbours'). A write: make the page private and writable. A read:
+ *   4. Near the budget? Evict cold segments first (trying view locks, waiting for segment
+ *      guards). Lock the segment's guard (its stripe and its neighbours'). A write: make the page
+ *      private and writable. A read:
  *      map the untouched run around the page read-only (snapshots are mapped lazily).
  *   5. Unlock, restore errno, return: the kernel restarts the faulting instruction.
  * If step 4 fails the process cannot continue correctly: one line on stderr names the cause, then
@@ -222,7 +224,12 @@ static int cow_try_resolve(uint64_t address, int is_write)
 
     cow_read_lock(&view->lock);
     if (view->state != COW_VIEW_LIVE || address < view->base || address >= cow_view_end(view)) {
+        /* Disposed a moment ago, before its directory entries were flagged. */
+        int disposed = view->state == COW_VIEW_DISPOSED && address >= view->base &&
+                       address < cow_view_end(view);
         cow_read_unlock(&view->lock);
+        if (disposed)
+            cow_report_use_after_dispose(address, entry | COW_DIRECTORY_DISPOSED);
         return 0;
     }
     uint64_t page = (address - view->base) >> COW_PAGE_SHIFT;

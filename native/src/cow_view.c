@@ -528,8 +528,8 @@ static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32
     return 0;
 }
 
-/* Runs a per-segment preparation over a page range, segment by segment under each segment guard, then
- * lets eviction make room elsewhere (prepared pages are pinned). */
+/* Runs a per-segment preparation over a page range, segment by segment under each segment's guard,
+ * then lets eviction make room elsewhere (prepared pages are pinned). */
 static int cow_view_prepare(cow_view_t *view, uint64_t first_page, uint64_t page_count,
                             int (*prepare_segment)(cow_view_t *, uint64_t, uint32_t))
 {

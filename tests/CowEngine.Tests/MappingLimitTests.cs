@@ -179,6 +179,124 @@ public sealed unsafe class MappingLimitTests
         }
     }
 
+    /// <summary>
+    /// Pages prepared for the kernel (PrepareForWrite) are pinned until the view's next snapshot,
+    /// and once a pinned segment could not be evicted at all: a view with a few prepared pages in
+    /// every segment, fragmented by writes, held the engine far above its budget (the stress suite's
+    /// eviction mode: 12 pinned segments held 2,077 mappings against a budget of 2,000). Eviction
+    /// now unmaps the pages around the pins.
+    /// </summary>
+    [Fact]
+    public void PinnedSegments_AreEvictedAroundTheirPins_SoTheBudgetHolds()
+    {
+        const int Budget = 200, Segments = 8, PinnedPages = 4;
+        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = Budget });
+        using CowView region = engine.CreateRegion(Segments * 512L * PageSize);
+        for (long page = 0; page < region.PageCount; page++)
+            *(long*)(region.Pointer + page * PageSize) = page;
+        using CowView snapshot = region.Snapshot();
+        for (int segment = 0; segment < Segments; segment++)
+            region.PrepareForWrite(segment * 512L * PageSize, PinnedPages * PageSize);
+
+        // Every other page of every segment: ~256 mappings per segment, 2,000 in all without eviction.
+        for (int segment = 0; segment < Segments; segment++)
+            for (long page = segment * 512L + 2 * PinnedPages; page < (segment + 1) * 512L; page += 2)
+                *(long*)(region.Pointer + page * PageSize + 8) = -page;
+
+        CowEngineStats stats = engine.GetStats();
+        Assert.True(stats.Evictions > 0, "a budget of 200 must have forced evictions");
+        Assert.True(stats.Mappings <= Budget + 8, $"{stats.Mappings} mappings against a budget of {Budget}");
+        Assert.Equal(region.CountMappings(), region.GetStats().Mappings);
+
+        // The pinned pages are still mapped writable: the kernel can write them (no EFAULT).
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllBytes(path, Enumerable.Repeat((byte)0x5A, PinnedPages * PageSize).ToArray());
+            using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            for (int segment = 0; segment < Segments; segment++)
+                Assert.Equal(PinnedPages * PageSize, RandomAccess.Read(file, region.AsSpan(segment * 512L * PageSize, PinnedPages * PageSize), 0));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+
+        for (long page = 0; page < region.PageCount; page++)
+        {
+            long inSegment = page % 512;
+            if (inSegment < PinnedPages)
+            {
+                Assert.Equal(0x5A5A5A5A5A5A5A5AL, *(long*)(region.Pointer + page * PageSize));
+                continue;
+            }
+            Assert.Equal(page, *(long*)(region.Pointer + page * PageSize));
+            long expected = inSegment >= 2 * PinnedPages && inSegment % 2 == 0 ? -page : 0;
+            Assert.Equal(expected, *(long*)(region.Pointer + page * PageSize + 8));
+            Assert.Equal(page, *(long*)(snapshot.Pointer + page * PageSize));
+            Assert.Equal(0, *(long*)(snapshot.Pointer + page * PageSize + 8));
+        }
+    }
+
+    /// <summary>
+    /// Whether the first page of a 2 MiB segment starts a new kernel mapping depends on the last page
+    /// of the segment before it. Faults and evictions on both sides of that edge at the same moment
+    /// once both recounted it, each under its own segment's lock, and the view's running count drifted
+    /// by one or two; a segment is now changed only under its neighbours' locks too. Two threads copy
+    /// every other page outward from the edge (each copy its own mapping) while a third reads a
+    /// snapshot across it, under a budget small enough to keep eviction busy; the running count must
+    /// equal the recount and the kernel's.
+    /// </summary>
+    [Fact]
+    public void FaultsOnBothSidesOfASegmentEdge_KeepTheMappingCountExact()
+    {
+        const int Rounds = 150, Span = 48, Edge = 512;
+        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
+        using CowView region = engine.CreateRegion(1000L * PageSize); // two segments, edge at page 512
+        region.AsSpan().Fill(1);
+        for (int round = 0; round < Rounds; round++)
+        {
+            using CowView snapshot = region.Snapshot();
+            using var start = new Barrier(3);
+            int sum = 0;
+            var threads = new[]
+            {
+                new Thread(() => { start.SignalAndWait(); for (int i = 1; i <= Span; i += 2) region.Pointer[(Edge - i) * (long)PageSize] = (byte)round; }),
+                new Thread(() => { start.SignalAndWait(); for (int i = 0; i < Span; i += 2) region.Pointer[(Edge + i) * (long)PageSize] = (byte)round; }),
+                new Thread(() =>
+                {
+                    start.SignalAndWait();
+                    for (int i = -Span; i < Span; i++)
+                        sum += snapshot.Pointer[(Edge + i) * (long)PageSize + 1];
+                }),
+            };
+            foreach (Thread thread in threads)
+                thread.Start();
+            foreach (Thread thread in threads)
+                thread.Join();
+            Assert.Equal(2 * Span, sum); // the snapshot reads its own bytes (all 1) across the edge
+            if (round % 25 == 24 || round == Rounds - 1)
+            {
+                AssertCountExact(region, $"region after round {round}");
+                AssertCountExact(snapshot, $"snapshot of round {round}");
+            }
+        }
+        Assert.True(engine.GetStats().Evictions > 0, "a budget of 40 must have forced evictions");
+        // Every other page from the edge outward was written (511, 509, ... and 512, 514, ...).
+        for (int i = -Span; i < Span; i++)
+            Assert.Equal(Math.Abs(i % 2) == (i < 0 ? 1 : 0) ? (byte)(Rounds - 1) : (byte)1, region.Pointer[(Edge + i) * (long)PageSize]);
+    }
+
+    private static void AssertCountExact(CowView view, string when)
+    {
+        long running = view.GetStats().Mappings;
+        long recount = view.CountMappings();
+        List<Vma> kernelMappings = ProcMaps.OverlappingStable(view.BaseAddress, view.Length, out _);
+        if (running != recount || running != kernelMappings.Count)
+            Assert.Fail($"{when}: the engine counts {running} mappings, its page table gives {recount}, the kernel lists {kernelMappings.Count}\n" +
+                        ProcMaps.Describe(view, kernelMappings));
+    }
+
     private static long[] RandomOrder(long count, int seed)
     {
         var order = new long[count];

@@ -20,8 +20,10 @@ public sealed class CowEngineOptions
     /// <see cref="MappingBudgetExceededException"/>, changing nothing, only when that cannot make
     /// room. Pages pinned by <c>PrepareForWrite</c>/<c>PrepareForRead</c> are never unmapped, so
     /// pinning many scattered pages can hold the engine above its budget until the view's next
-    /// snapshot. The budget is soft by a few mappings: a fault maps its page first and evicts
-    /// afterwards. Default: half of the process's limit, read from /proc/sys/vm/max_map_count.
+    /// snapshot. While a fault is being resolved the engine can be up to two mappings over the
+    /// budget per fault in flight (a fault evicts before it maps, and again after it has mapped);
+    /// the other half of the process's limit is the headroom for that. Default: half of the
+    /// process's limit, read from /proc/sys/vm/max_map_count.
     /// </summary>
     public int? MappingBudget { get; set; }
 

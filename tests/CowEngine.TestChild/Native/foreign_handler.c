@@ -26,6 +26,21 @@ static void chain_to(const struct sigaction *previous, int signal_number, siginf
     previous->sa_sigaction(signal_number, info, context);
 }
 
+/* Installs `handler` for SIGSEGV on the alternate stack; `block_all`: every signal blocked while it
+ * runs (else none). The previous disposition goes to *previous. */
+static int install(void (*handler)(int, siginfo_t *, void *), int block_all, struct sigaction *previous)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = handler;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    if (block_all)
+        sigfillset(&action.sa_mask);
+    else
+        sigemptyset(&action.sa_mask);
+    return sigaction(SIGSEGV, &action, previous);
+}
+
 static struct sigaction previous;
 static volatile uint64_t seen;
 
@@ -37,12 +52,7 @@ static void foreign_on_sigsegv(int signal_number, siginfo_t *info, void *context
 
 __attribute__((visibility("default"))) int foreign_install(void)
 {
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_sigaction = foreign_on_sigsegv;
-    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&action.sa_mask);
-    return sigaction(SIGSEGV, &action, &previous);
+    return install(foreign_on_sigsegv, 0, &previous);
 }
 
 __attribute__((visibility("default"))) uint64_t foreign_seen(void)
@@ -70,12 +80,7 @@ static void catcher_on_sigsegv(int signal_number, siginfo_t *info, void *context
 
 __attribute__((visibility("default"))) int catcher_install(void)
 {
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_sigaction = catcher_on_sigsegv;
-    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigfillset(&action.sa_mask);
-    return sigaction(SIGSEGV, &action, &catcher_previous);
+    return install(catcher_on_sigsegv, 1, &catcher_previous);
 }
 
 __attribute__((visibility("default"))) void catcher_watch(uint64_t low, uint64_t high)

@@ -41,14 +41,6 @@ static int cow_over_budget(cow_engine_t *engine, int64_t needed, int64_t budget)
     return cow_engine_mappings(engine) + needed > budget + 2 * in_flight;
 }
 
-static int cow_segment_pinned(const cow_view_t *view, uint64_t first, uint64_t end)
-{
-    for (uint64_t word = first >> 6; word < (end + 63) >> 6; word++)
-        if (view->pinned_bits[word] != 0)
-            return 1;
-    return 0;
-}
-
 static int cow_segment_mapped(const cow_view_t *view, uint64_t first, uint64_t end)
 {
     for (uint64_t word = first >> 6; word < (end + 63) >> 6; word++)
@@ -98,12 +90,7 @@ int cow_segment_evict(cow_view_t *view, uint32_t segment, int64_t max_growth)
     uint64_t end = first + COW_LEAF_PAGES < view->page_count ? first + COW_LEAF_PAGES : view->page_count;
     if (!cow_segment_mapped(view, first, end))
         return 0;
-    if (!cow_segment_pinned(view, first, end)) {
-        if (cow_segment_unmap_growth(view, segment) > max_growth || cow_segment_unmap(view, segment) != 0)
-            return 0;
-        cow_add(&view->engine->evictions, 1u);
-        return 1;
-    }
+    /* Without pins the loop below is one run: the whole segment in one PROT_NONE mapping. */
     int64_t before = cow_boundaries(view, first, end);
     if (cow_boundaries_if_evicted(view, first, end) - before > max_growth)
         return 0;

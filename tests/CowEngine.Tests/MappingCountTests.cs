@@ -18,34 +18,21 @@ public sealed class MappingCountTests
     private const int PageSize = CowMemoryEngine.PageSize;
     private const int Pages = 256; // 1 MiB
 
-    private static long AssertCountsAgree(CowView view, string when)
-    {
-        long running = view.GetStats().Mappings;
-        long recount = view.CountMappings();
-        List<Vma> kernelMappings = ProcMaps.OverlappingStable(view.BaseAddress, view.Length, out bool stable);
-        int kernel = kernelMappings.Count;
-        TestContext.Current.TestOutputHelper?.WriteLine($"{when}: kernel {kernel}, engine running count {running}, recount {recount}");
-        if (kernel != recount || kernel != running)
-            Assert.Fail($"{when}: the kernel lists {kernel} mappings over the view ({(stable ? "the same in two consecutive reads" : "reads kept changing")}), " +
-                        $"the engine counts {running} (recount {recount})\n" + ProcMaps.Describe(view, kernelMappings));
-        return kernel;
-    }
-
     [Fact]
     public void ARegionAndItsSnapshotAreOneMappingEach()
     {
         using var engine = new CowMemoryEngine();
         using CowView region = engine.CreateRegion(Pages * PageSize);
-        Assert.Equal(1, AssertCountsAgree(region, "new region"));
+        Assert.Equal(1, MappingCounts.AssertAgree(region, "new region"));
         region.AsSpan().Fill(1);
-        Assert.Equal(1, AssertCountsAgree(region, "fully written region"));
+        Assert.Equal(1, MappingCounts.AssertAgree(region, "fully written region"));
 
         using CowView snapshot = region.Snapshot();
-        Assert.Equal(1, AssertCountsAgree(region, "region after a snapshot"));
-        Assert.Equal(1, AssertCountsAgree(snapshot, "new snapshot"));
+        Assert.Equal(1, MappingCounts.AssertAgree(region, "region after a snapshot"));
+        Assert.Equal(1, MappingCounts.AssertAgree(snapshot, "new snapshot"));
         using CowView nested = snapshot.Snapshot();
-        Assert.Equal(1, AssertCountsAgree(nested, "snapshot of the snapshot"));
-        Assert.Equal(1, AssertCountsAgree(snapshot, "snapshot after being snapshotted"));
+        Assert.Equal(1, MappingCounts.AssertAgree(nested, "snapshot of the snapshot"));
+        Assert.Equal(1, MappingCounts.AssertAgree(snapshot, "snapshot after being snapshotted"));
     }
 
     [Fact]
@@ -53,9 +40,9 @@ public sealed class MappingCountTests
     {
         using var engine = new CowMemoryEngine();
         using CowView region = engine.CreateRegion(3 * 512 * PageSize + 5 * PageSize);
-        Assert.Equal(1, AssertCountsAgree(region, "new 3-segment region"));
+        Assert.Equal(1, MappingCounts.AssertAgree(region, "new 3-segment region"));
         using CowView snapshot = region.Snapshot();
-        Assert.Equal(1, AssertCountsAgree(snapshot, "snapshot of the 3-segment region"));
+        Assert.Equal(1, MappingCounts.AssertAgree(snapshot, "snapshot of the 3-segment region"));
     }
 
     [Theory]
@@ -72,16 +59,16 @@ public sealed class MappingCountTests
 
         for (int page = 0; page < Pages; page += 2)
             written.AsSpan(page * PageSize, 1)[0] = 4;
-        long sparse = AssertCountsAgree(written, "every other page written");
+        long sparse = MappingCounts.AssertAgree(written, "every other page written");
         // Each written (read-write, private) page lies between unwritten (read-only, shared) pages.
         Assert.True(sparse >= Pages - 1, $"only {sparse} mappings after writing every other page");
-        Assert.Equal(1, AssertCountsAgree(other, "the view that was not written"));
+        Assert.Equal(1, MappingCounts.AssertAgree(other, "the view that was not written"));
 
         for (int page = 1; page < Pages; page += 2)
             written.AsSpan(page * PageSize, 1)[0] = 4;
-        long dense = AssertCountsAgree(written, "every page written");
+        long dense = MappingCounts.AssertAgree(written, "every page written");
         Assert.True(dense <= 2, $"{dense} mappings after writing every page: the private copies did not merge back");
-        Assert.Equal(1, AssertCountsAgree(other, "the view that was not written, at the end"));
+        Assert.Equal(1, MappingCounts.AssertAgree(other, "the view that was not written, at the end"));
     }
 
     [Fact]
@@ -92,15 +79,15 @@ public sealed class MappingCountTests
         using CowView region = engine.CreateRegion(Pages * PageSize);
         region.AsSpan().Fill(5);
         using CowView snapshot = region.Snapshot();
-        Assert.Equal(1, AssertCountsAgree(snapshot, "untouched snapshot"));
+        Assert.Equal(1, MappingCounts.AssertAgree(snapshot, "untouched snapshot"));
         for (int page = 0; page < Pages; page += 4)
             snapshot.AsSpan(page * PageSize, 1)[0] = 6;
-        AssertCountsAgree(snapshot, "every fourth page written, the rest untouched");
+        MappingCounts.AssertAgree(snapshot, "every fourth page written, the rest untouched");
         long sum = 0;
         for (int page = Pages - 1; page >= 0; page -= 3)
             sum += snapshot.AsSpan(page * PageSize + 1, 1)[0];
         Assert.Equal(5L * ((Pages + 2) / 3), sum);
-        AssertCountsAgree(snapshot, "every third page read backwards");
+        MappingCounts.AssertAgree(snapshot, "every third page read backwards");
         Assert.Equal(Pages, snapshot.GetStats().MappedPages);
         Assert.Equal(Pages, region.GetStats().MappedPages);
     }
@@ -121,8 +108,8 @@ public sealed class MappingCountTests
             {
                 CowView source = views[random.Next(views.Count)];
                 views.Add(source.Snapshot());
-                AssertCountsAgree(source, $"round {round}: source after snapshot");
-                AssertCountsAgree(views[^1], $"round {round}: new snapshot");
+                MappingCounts.AssertAgree(source, $"round {round}: source after snapshot");
+                MappingCounts.AssertAgree(views[^1], $"round {round}: new snapshot");
                 foreach (CowView view in views)
                 {
                     int writes = random.Next(0, 60);
@@ -133,7 +120,7 @@ public sealed class MappingCountTests
                         long offset = random.Next(Pages * PageSize);
                         view.PrepareForWrite(offset, random.Next(Pages * PageSize - (int)offset + 1));
                     }
-                    AssertCountsAgree(view, $"round {round}: after random writes");
+                    MappingCounts.AssertAgree(view, $"round {round}: after random writes");
                 }
             }
         }

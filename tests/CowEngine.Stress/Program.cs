@@ -14,6 +14,8 @@ internal static class Program
     {
         if (args.Length == 4 && args[0] == Watchdog.Option)
             return Watchdog.Watch(args);
+        if (args.Length >= 1 && args[0] == GcStarvationProbe.Option)
+            return GcStarvationProbe.Run(args);
         StressOptions? options = StressOptions.Parse(args, out string? error);
         if (options is null)
         {

@@ -23,6 +23,10 @@ internal sealed class StressOptions
                                   (managed: sleeps forever; gc: blocks in cooperative mode, which
                                   freezes the whole runtime at the next GC, like a stuck fault handler)
 
+               CowEngine.Stress --gc-starvation-probe engine|plain [SECONDS]
+                                  not a stress run: how far two writers get beside a bare GC.Collect
+                                  loop, with and without the engine (docs/reliability.md)
+
         Exit codes: 0 no mismatch and every invariant held; 1 mismatches or violated invariants;
         2 bad usage; 3 the watchdog found no progress (a deadlock or livelock); 4 the harness itself failed.
         """;

@@ -1,3 +1,5 @@
+using CowEngine.Tests.Support;
+
 namespace CowEngine.Tests;
 
 /// <summary>
@@ -310,9 +312,9 @@ public sealed class BadInputTests
     {
         // In a child process: writing while pinned mappings hold the whole budget is exactly what
         // can hang a thread in the fault handler (see AStoreStraddlingTwoPagesWhileOtherViewsHoldTheWholeBudgetCompletes).
-        if (!IsolatedTestProcess.IsChild)
+        if (!IsolatedTest.IsChildFor(nameof(ASnapshotBeyondTheMappingBudgetThrowsWhenNothingCanBeEvictedAndLeavesEveryViewIntactAndWritable)))
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotBeyondTheMappingBudgetThrowsWhenNothingCanBeEvictedAndLeavesEveryViewIntactAndWritable), TimeSpan.FromSeconds(20));
+            await IsolatedTest.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotBeyondTheMappingBudgetThrowsWhenNothingCanBeEvictedAndLeavesEveryViewIntactAndWritable), TimeSpan.FromSeconds(20));
             return;
         }
         const int pages = 64;
@@ -365,9 +367,9 @@ public sealed class BadInputTests
         // gives it a private page, two mappings more: over the budget. The fault path may evict the
         // region's segment to get back under it, but the write must still complete (evicting the
         // page it has just mapped makes the instruction fault again, forever).
-        if (!IsolatedTestProcess.IsChild)
+        if (!IsolatedTest.IsChildFor(nameof(AWriteWhileOtherViewsHoldTheWholeBudgetCompletes)))
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AWriteWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(20));
+            await IsolatedTest.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AWriteWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(20));
             return;
         }
         using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
@@ -409,9 +411,9 @@ public sealed class BadInputTests
         // instruction needs both mapped at once: first two pages of one 2 MiB segment, then the last
         // page of one segment and the first of the next. Making room for one half must not unmap
         // the other half (the instruction would fault on each in turn, forever).
-        if (!IsolatedTestProcess.IsChild)
+        if (!IsolatedTest.IsChildFor(nameof(AStoreStraddlingTwoPagesWhileOtherViewsHoldTheWholeBudgetCompletes)))
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AStoreStraddlingTwoPagesWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(20));
+            await IsolatedTest.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(AStoreStraddlingTwoPagesWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(20));
             return;
         }
         StoreStraddlingWhileTheBudgetIsHeld(pages: 64, storeOffset: 5L * PageSize - 4, preparePages: []);
@@ -496,9 +498,9 @@ public sealed class BadInputTests
         // nothing can be evicted. The view being snapshotted is frozen (read-only) by the snapshot
         // itself, and nothing of it is pinned, so its fragmented segment is the obvious victim.
         // In a child process, so that the eviction clock sees only this test's views.
-        if (!IsolatedTestProcess.IsChild)
+        if (!IsolatedTest.IsChildFor(nameof(ASnapshotOfAFragmentedViewMakesRoomByEvictingThatViewsOwnSegments)))
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotOfAFragmentedViewMakesRoomByEvictingThatViewsOwnSegments), TimeSpan.FromSeconds(20));
+            await IsolatedTest.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ASnapshotOfAFragmentedViewMakesRoomByEvictingThatViewsOwnSegments), TimeSpan.FromSeconds(20));
             return;
         }
         const int pages = 256;
@@ -539,9 +541,9 @@ public sealed class BadInputTests
         // untouched snapshots) must not hide this engine's evictable segment from a call that needs
         // room. In a child process, so that the view table holds exactly this test's views: the
         // crowd first, then this engine's.
-        if (!IsolatedTestProcess.IsChild)
+        if (!IsolatedTest.IsChildFor(nameof(ApiCallsFindEvictableSegmentsEvenWhenTheProcessHasThousandsOfOtherViews)))
         {
-            await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ApiCallsFindEvictableSegmentsEvenWhenTheProcessHasThousandsOfOtherViews), TimeSpan.FromSeconds(30));
+            await IsolatedTest.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ApiCallsFindEvictableSegmentsEvenWhenTheProcessHasThousandsOfOtherViews), TimeSpan.FromSeconds(30));
             return;
         }
         const int pages = 256;

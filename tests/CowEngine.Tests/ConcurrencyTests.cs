@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using CowEngine.Tests.Support;
 
 namespace CowEngine.Tests;
 
@@ -29,7 +30,7 @@ public sealed unsafe class ConcurrencyTests
     private const int MinimumUpdatesPerWriter = 50_000;
 
     /// <summary>Hang detector, not a timing assertion.</summary>
-    private static readonly TimeSpan HangTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan HangTimeout = TestThreads.DefaultTimeout;
 
     public enum IncrementKind
     {
@@ -47,8 +48,9 @@ public sealed unsafe class ConcurrencyTests
     [InlineData(4, IncrementKind.InterlockedOnOneInt)]
     public void IncrementsInOnePage_WhileAnotherThreadSnapshots_LoseNoUpdate(int writers, IncrementKind kind)
     {
-        using var engine = new CowMemoryEngine();
-        using CowView region = engine.CreateRegion(2 * PageSize);
+        var engine = new CowMemoryEngine();
+        using var threads = new TestThreads(engine); // owns the engine: see RunConcurrently
+        CowView region = engine.CreateRegion(2 * PageSize);
         // Counters 64 bytes apart, all in page 0. Interlocked writers all use counter 0.
         int* counters = (int*)region.Pointer;
         int counterCount = kind == IncrementKind.PlainOnSeparateInts ? writers : 1;
@@ -96,7 +98,7 @@ public sealed unsafe class ConcurrencyTests
             }
         });
 
-        RunConcurrently(writerActions.Append(snapshotter).ToArray());
+        RunConcurrently(threads, writerActions.Append(snapshotter).ToArray());
         snapshots.CheckAndDisposeAll();
 
         if (kind == IncrementKind.PlainOnSeparateInts)
@@ -122,8 +124,9 @@ public sealed unsafe class ConcurrencyTests
         // Writer w owns one int per page (at offset w * 64) and bumps them page 0, 1, ..., N-1, then
         // again from 0. Any consistent cut therefore sees c[0] >= c[1] >= ... >= c[N-1] >= c[0] - 1.
         const int Pages = 8;
-        using var engine = new CowMemoryEngine();
-        using CowView region = engine.CreateRegion(Pages * PageSize);
+        var engine = new CowMemoryEngine();
+        using var threads = new TestThreads(engine); // owns the engine: see RunConcurrently
+        CowView region = engine.CreateRegion(Pages * PageSize);
         var progress = new WriterProgress(writers);
         int stop = 0;
 
@@ -165,7 +168,7 @@ public sealed unsafe class ConcurrencyTests
             }
         });
 
-        RunConcurrently(writerActions.Append(snapshotter).ToArray());
+        RunConcurrently(threads, writerActions.Append(snapshotter).ToArray());
         snapshots.CheckAndDisposeAll();
         // Each snapshot was followed by a full round of every writer: all pages copied at least once.
         CowEngineStats stats = engine.GetStats();
@@ -178,8 +181,9 @@ public sealed unsafe class ConcurrencyTests
         // Each store writes k into both halves, one half on each page: a snapshot that holds one
         // half of a store but not the other would show different halves.
         const int Offset = PageSize - 4;
-        using var engine = new CowMemoryEngine();
-        using CowView region = engine.CreateRegion(3 * PageSize);
+        var engine = new CowMemoryEngine();
+        using var threads = new TestThreads(engine); // owns the engine: see RunConcurrently
+        CowView region = engine.CreateRegion(3 * PageSize);
         byte* address = region.Pointer + Offset;
         var progress = new WriterProgress(1);
         int stop = 0;
@@ -217,7 +221,7 @@ public sealed unsafe class ConcurrencyTests
             }
         });
 
-        RunConcurrently(writer, snapshotter);
+        RunConcurrently(threads, writer, snapshotter);
         snapshots.CheckAndDisposeAll();
 
         Assert.Equal(last << 32 | last, Unsafe.ReadUnaligned<ulong>(address));
@@ -255,8 +259,9 @@ public sealed unsafe class ConcurrencyTests
         const int Start = 50;
         const int MinimumRounds = 3;
         int length = Pages * PageSize - 2 * Start;
-        using var engine = new CowMemoryEngine();
-        using CowView region = engine.CreateRegion(Pages * PageSize);
+        var engine = new CowMemoryEngine();
+        using var threads = new TestThreads(engine); // owns the engine: see RunConcurrently
+        CowView region = engine.CreateRegion(Pages * PageSize);
         byte[] original = Pattern(Pages * PageSize, seed: 1);
         byte[][] patterns = [Pattern(length, seed: 2), Pattern(length, seed: 3)];
         original.CopyTo(region.AsSpan());
@@ -299,7 +304,7 @@ public sealed unsafe class ConcurrencyTests
             }
         });
 
-        RunConcurrently(copier, snapshotter);
+        RunConcurrently(threads, copier, snapshotter);
         snapshots.CheckAndDisposeAll();
 
         Assert.True(region.AsSpan(Start, length).SequenceEqual(patterns[(rounds - 1) % 2]), "the region does not hold the last copy");
@@ -421,27 +426,14 @@ public sealed unsafe class ConcurrencyTests
         }
     }
 
-    /// <summary>Runs each action on its own thread; rethrows the failures; fails on a hang.</summary>
-    private static void RunConcurrently(params Action[] actions)
+    /// <summary>
+    /// Runs each action on its own thread of <paramref name="threads"/>; rethrows the failures; fails
+    /// on a hang, leaving the engine the group owns (and so every view) alive for the stuck threads.
+    /// </summary>
+    private static void RunConcurrently(TestThreads threads, params Action[] actions)
     {
-        var failures = new List<Exception>();
-        var threads = actions.Select((action, i) => new Thread(() =>
-        {
-            try
-            {
-                action();
-            }
-            catch (Exception e)
-            {
-                lock (failures)
-                    failures.Add(e);
-            }
-        }) { IsBackground = true, Name = $"concurrency test thread {i}" }).ToArray();
-        foreach (Thread thread in threads)
-            thread.Start();
-        bool finished = threads.All(thread => thread.Join(HangTimeout));
-        Assert.True(finished, "a thread did not finish within the hang timeout");
-        if (failures.Count > 0)
-            throw new AggregateException(failures);
+        for (int i = 0; i < actions.Length; i++)
+            threads.Start($"concurrency {i}", actions[i]);
+        threads.JoinAll(HangTimeout);
     }
 }

@@ -32,8 +32,9 @@ public sealed unsafe class MappingLimitTests
     [InlineData(4L << 30, 0.1, 2)]
     public void RandomSinglePageWrites_WithNestedSnapshotsAlive_StayWithinTheBudget(long bytes, double share, int threads)
     {
-        using var engine = new CowMemoryEngine();
-        using CowView region = engine.CreateRegion(bytes);
+        var engine = new CowMemoryEngine();
+        using var group = new TestThreads(engine); // owns the engine, so a hung writer finds its views alive
+        CowView region = engine.CreateRegion(bytes);
         long pages = bytes / PageSize;
         for (long page = 0; page < pages; page++)
             *(long*)(region.Pointer + page * PageSize) = page; // page numbers: every page distinct
@@ -53,11 +54,10 @@ public sealed unsafe class MappingLimitTests
         // until it has evicted (docs/design.md section 6); once all threads are done, none.
         long inFlightAllowance = 2 * (threads - 1);
         string? overBudget = null;
-        var workers = new Thread[threads];
         for (int t = 0; t < threads; t++)
         {
             int worker = t;
-            workers[t] = new Thread(() =>
+            group.Start($"writer {worker}", () =>
             {
                 for (long i = worker; i < writes; i += threads)
                 {
@@ -74,10 +74,8 @@ public sealed unsafe class MappingLimitTests
                         peakProcessMappings = Math.Max(peakProcessMappings, ProcMaps.ReadAll().Count);
                 }
             });
-            workers[t].Start();
         }
-        foreach (Thread worker in workers)
-            worker.Join();
+        group.JoinAll();
         Assert.Null(overBudget);
 
         CowEngineStats after = engine.GetStats();
@@ -251,35 +249,32 @@ public sealed unsafe class MappingLimitTests
     public void FaultsOnBothSidesOfASegmentEdge_KeepTheMappingCountExact()
     {
         const int Rounds = 150, Span = 48, Edge = 512;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
-        using CowView region = engine.CreateRegion(1000L * PageSize); // two segments, edge at page 512
+        var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
+        using var threads = new TestThreads(engine); // a hung round leaves the engine alive: see TestThreads
+        CowView region = engine.CreateRegion(1000L * PageSize); // two segments, edge at page 512
         region.AsSpan().Fill(1);
         for (int round = 0; round < Rounds; round++)
         {
-            using CowView snapshot = region.Snapshot();
-            using var start = new Barrier(3);
+            CowView snapshot = region.Snapshot(); // disposed below once its reader has finished
+            var start = new Barrier(3);
             int sum = 0;
-            var threads = new[]
+            threads.Start("below the edge", () => { start.SignalAndWait(); for (int i = 1; i <= Span; i += 2) region.Pointer[(Edge - i) * (long)PageSize] = (byte)round; });
+            threads.Start("above the edge", () => { start.SignalAndWait(); for (int i = 0; i < Span; i += 2) region.Pointer[(Edge + i) * (long)PageSize] = (byte)round; });
+            threads.Start("snapshot reader", () =>
             {
-                new Thread(() => { start.SignalAndWait(); for (int i = 1; i <= Span; i += 2) region.Pointer[(Edge - i) * (long)PageSize] = (byte)round; }),
-                new Thread(() => { start.SignalAndWait(); for (int i = 0; i < Span; i += 2) region.Pointer[(Edge + i) * (long)PageSize] = (byte)round; }),
-                new Thread(() =>
-                {
-                    start.SignalAndWait();
-                    for (int i = -Span; i < Span; i++)
-                        sum += snapshot.Pointer[(Edge + i) * (long)PageSize + 1];
-                }),
-            };
-            foreach (Thread thread in threads)
-                thread.Start();
-            foreach (Thread thread in threads)
-                thread.Join();
+                start.SignalAndWait();
+                for (int i = -Span; i < Span; i++)
+                    sum += snapshot.Pointer[(Edge + i) * (long)PageSize + 1];
+            });
+            threads.JoinAll();
             Assert.Equal(2 * Span, sum); // the snapshot reads its own bytes (all 1) across the edge
             if (round % 25 == 24 || round == Rounds - 1)
             {
                 MappingCounts.AssertAgree(region, $"region after round {round}");
                 MappingCounts.AssertAgree(snapshot, $"snapshot of round {round}");
             }
+            snapshot.Dispose();
+            start.Dispose();
         }
         Assert.True(engine.GetStats().Evictions > 0, "a budget of 40 must have forced evictions");
         // Every other page from the edge outward was written (511, 509, ... and 512, 514, ...).

@@ -45,13 +45,13 @@ public sealed class ModelBasedTests
         // Runs in a child process: a fault the engine cannot complete (it keeps evicting the page
         // it has just mapped) would hang the thread inside the signal handler, where even the GC
         // cannot stop it, so it would hang the whole test process.
-        if (IsolatedTestProcess.IsChild)
+        if (IsolatedTest.IsChildFor(nameof(RandomOperationsUnderATinyMappingBudgetMatchTheModel)))
         {
             foreach (int seed in new[] { 5, 6, 7 })
                 new ModelRun(seed, $"fixed seed {seed}, mapping budget 48", minPages: 1, maxPages: 1040, maxLiveViews: 8, mappingBudget: 48).Run(Steps / 2);
             return;
         }
-        await IsolatedTestProcess.RunAndAssertPassedAsync(typeof(ModelBasedTests), nameof(RandomOperationsUnderATinyMappingBudgetMatchTheModel), TimeSpan.FromSeconds(60));
+        await IsolatedTest.RunAndAssertPassedAsync(typeof(ModelBasedTests), nameof(RandomOperationsUnderATinyMappingBudgetMatchTheModel), TimeSpan.FromSeconds(60));
     }
 
     [Fact]
@@ -335,7 +335,7 @@ public sealed class ModelBasedTests
         {
             // In a child process, every operation goes to stdout too: if the run hangs, the parent
             // shows the last ones.
-            if (IsolatedTestProcess.IsChild)
+            if (IsolatedTest.IsChild)
                 Console.WriteLine($"seed {_seed} step {_step}: {operation}");
             _recent.Enqueue($"step {_step}: {operation}");
             if (_recent.Count > 40)
@@ -354,65 +354,4 @@ public sealed class ModelBasedTests
             Assert.Fail(text.ToString());
         }
     }
-}
-
-/// <summary>
-/// Runs one test of this assembly again, alone, in a child process (the xunit.v3 test assembly is
-/// an executable), for scenarios that can hang the process: a thread stuck inside the SIGSEGV
-/// handler blocks every garbage collection, so a hang cannot be survived in the test process. In the
-/// child, <see cref="IsChild"/> is true and the test runs its scenario in-process.
-/// </summary>
-internal static class IsolatedTestProcess
-{
-    private const string Variable = "COWENGINE_TESTS_ISOLATED_CHILD";
-
-    public static bool IsChild => Environment.GetEnvironmentVariable(Variable) == "1";
-
-    public static async Task RunAndAssertPassedAsync(Type testClass, string method, TimeSpan timeout)
-    {
-        string name = $"{testClass.FullName}.{method}";
-        var start = new System.Diagnostics.ProcessStartInfo(DotnetHost())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string argument in new[] { testClass.Assembly.Location, "-method", name, "-noColor", "-noLogo", "-parallel", "none" })
-            start.ArgumentList.Add(argument);
-        start.Environment[Variable] = "1";
-        start.Environment["DOTNET_DbgEnableMiniDump"] = "0";
-        start.Environment["DOTNET_EnableCrashReport"] = "0";
-
-        CancellationToken cancellation = TestContext.Current.CancellationToken;
-        using var process = System.Diagnostics.Process.Start(start) ?? throw new InvalidOperationException("Process.Start returned null");
-        Task<string> output = process.StandardOutput.ReadToEndAsync(cancellation);
-        Task<string> errors = process.StandardError.ReadToEndAsync(cancellation);
-        bool timedOut = false;
-        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation))
-        {
-            deadline.CancelAfter(timeout);
-            try
-            {
-                await process.WaitForExitAsync(deadline.Token);
-            }
-            catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
-            {
-                timedOut = true;
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync(cancellation);
-            }
-        }
-        string[] lines = (await output).Split('\n');
-        string tail = string.Join('\n', lines.Skip(Math.Max(0, lines.Length - 60)));
-        string report = $"child run of {name}: exit code {process.ExitCode}\n--- stdout (last 60 lines of {lines.Length}) ---\n{tail}\n--- stderr ---\n{await errors}";
-        if (timedOut)
-            Assert.Fail($"{name} did not finish within {timeout.TotalSeconds} s in its child process and was killed: " +
-                        $"a hang (e.g. a fault the engine resolves and then undoes, forever).\n{report}");
-        Assert.True(process.ExitCode == 0, report);
-        // The child must really have run the test (a filter that matches nothing also exits with 0).
-        Assert.True(tail.Contains("Total: 1,", StringComparison.Ordinal), $"the child ran no test or more than one:\n{report}");
-        TestContext.Current.TestOutputHelper?.WriteLine(report);
-    }
-
-    private static string DotnetHost() => Support.ChildProcess.DotnetHostPath();
 }

@@ -54,6 +54,9 @@ public sealed class RollbackModelTests
     /// <summary>A step of the model takes milliseconds; this long without one is a hang.</summary>
     private static readonly TimeSpan StallLimit = TimeSpan.FromSeconds(10);
 
+    /// <summary>Only a hang the child's own watchdog missed reaches this.</summary>
+    private static readonly TimeSpan ChildTimeout = TimeSpan.FromMinutes(3);
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
@@ -73,9 +76,9 @@ public sealed class RollbackModelTests
     [Fact]
     public async Task RandomOperations_UnderATightMappingBudget_AgreeWithTheModel()
     {
-        if (!SelfChildProcess.IsChildFor(nameof(RandomOperations_UnderATightMappingBudget_AgreeWithTheModel)))
+        if (!IsolatedTest.IsChildFor(nameof(RandomOperations_UnderATightMappingBudget_AgreeWithTheModel)))
         {
-            await SelfChildProcess.RunAndAssertPassedAsync(typeof(RollbackModelTests), nameof(RandomOperations_UnderATightMappingBudget_AgreeWithTheModel));
+            await IsolatedTest.RunAndAssertPassedAsync(typeof(RollbackModelTests), nameof(RandomOperations_UnderATightMappingBudget_AgreeWithTheModel), ChildTimeout);
             return;
         }
         foreach (int seed in new[] { 1, 2, 77, RandomOrReplayedSeed() })
@@ -96,9 +99,9 @@ public sealed class RollbackModelTests
     [Fact]
     public async Task WriteFault_WhenOnlyTheFaultingSegmentCanBeEvicted_Completes()
     {
-        if (!SelfChildProcess.IsChildFor(nameof(WriteFault_WhenOnlyTheFaultingSegmentCanBeEvicted_Completes)))
+        if (!IsolatedTest.IsChildFor(nameof(WriteFault_WhenOnlyTheFaultingSegmentCanBeEvicted_Completes)))
         {
-            await SelfChildProcess.RunAndAssertPassedAsync(typeof(RollbackModelTests), nameof(WriteFault_WhenOnlyTheFaultingSegmentCanBeEvicted_Completes));
+            await IsolatedTest.RunAndAssertPassedAsync(typeof(RollbackModelTests), nameof(WriteFault_WhenOnlyTheFaultingSegmentCanBeEvicted_Completes), ChildTimeout);
             return;
         }
         const int Budget = 16, Prepared = 6;
@@ -515,6 +518,9 @@ public sealed class RollbackModelTests
     /// </summary>
     private sealed class HangWatchdog : IDisposable
     {
+        public const int HangExitCode = 97;
+        public const string HangMarker = "HANG";
+
         private readonly Thread _thread;
         private long _lastProgress = Environment.TickCount64;
         private volatile bool _stopped;
@@ -537,9 +543,9 @@ public sealed class RollbackModelTests
                         {
                             description = $"(describing the hang failed: {e.Message})";
                         }
-                        Console.Error.WriteLine($"{SelfChildProcess.HangMarker}: {description}");
+                        Console.Error.WriteLine($"{HangWatchdog.HangMarker}: {description}");
                         Console.Error.Flush();
-                        Environment.Exit(SelfChildProcess.HangExitCode);
+                        Environment.Exit(HangWatchdog.HangExitCode);
                     }
                 }
             }) { IsBackground = true, Name = "hang watchdog" };
@@ -551,41 +557,5 @@ public sealed class RollbackModelTests
         public void Progress() => Volatile.Write(ref _lastProgress, Environment.TickCount64);
 
         public void Dispose() => _stopped = true;
-    }
-
-    /// <summary>
-    /// Runs one test of this assembly again in a child process (`dotnet CowEngine.Tests.dll -method
-    /// ...`, with an environment variable that tells the test it is the child), for tests whose
-    /// failure mode is a hang or a crash of the process.
-    /// </summary>
-    private static class SelfChildProcess
-    {
-        public const string RoleVariable = "COWENGINE_TEST_CHILD_ROLE";
-        public const int HangExitCode = 97;
-        public const string HangMarker = "HANG";
-
-        /// <summary>Only a hang the child's own watchdog missed reaches this.</summary>
-        private static readonly TimeSpan HardTimeout = TimeSpan.FromMinutes(3);
-
-        public static bool IsChildFor(string testName) => Environment.GetEnvironmentVariable(RoleVariable) == testName;
-
-        public static async Task RunAndAssertPassedAsync(Type testClass, string testName)
-        {
-            string assembly = Path.Combine(AppContext.BaseDirectory, "CowEngine.Tests.dll");
-            Assert.True(File.Exists(assembly), $"{assembly} is missing");
-            ChildResult run = await ChildProcess.RunDotnetAsync(testName,
-                [assembly, "-method", $"{testClass.FullName}.{testName}", "-noColor"], HardTimeout,
-                new Dictionary<string, string> { [RoleVariable] = testName });
-            bool timedOut = run.TimedOut;
-            string standardOutput = run.StandardOutput, standardError = run.StandardError;
-            TestContext.Current.TestOutputHelper?.WriteLine(standardError);
-            string report = $"child run of {testName}: exit code {run.ExitCode}{(timedOut ? " (killed after " + HardTimeout + ")" : "")}" +
-                            $"{(run.ExitCode == HangExitCode ? " - its watchdog reported a hang" : "")}\n" +
-                            $"--- stderr ---\n{Tail(standardError)}\n--- stdout ---\n{Tail(standardOutput)}";
-            Assert.True(!timedOut && run.ExitCode == 0 && standardOutput.Contains("Total: 1,", StringComparison.Ordinal) &&
-                        standardOutput.Contains("Failed: 0,", StringComparison.Ordinal), report);
-        }
-
-        private static string Tail(string text) => text.Length <= 8_000 ? text : "...\n" + text[^8_000..];
     }
 }

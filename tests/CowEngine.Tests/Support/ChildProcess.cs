@@ -4,7 +4,8 @@ using System.Runtime.InteropServices;
 namespace CowEngine.Tests.Support;
 
 /// <summary>How a child run ended and what it printed.</summary>
-internal sealed record ChildResult(string Scenario, int ExitCode, bool TimedOut, string StandardOutput, string StandardError)
+internal sealed record ChildResult(string Scenario, int ExitCode, bool TimedOut, string StandardOutput, string StandardError,
+                                   string? HangStacks = null)
 {
     public const int SigAbrt = 6;
     public const int SigSegv = 11;
@@ -18,7 +19,8 @@ internal sealed record ChildResult(string Scenario, int ExitCode, bool TimedOut,
     /// <summary>Everything the test needs to explain a failure.</summary>
     public override string ToString() =>
         $"child '{Scenario}': exit code {ExitCode}{(TimedOut ? " (timed out, killed)" : "")}\n" +
-        $"--- stdout ---\n{StandardOutput}\n--- stderr ---\n{StandardError}";
+        $"--- stdout ---\n{StandardOutput}\n--- stderr ---\n{StandardError}" +
+        (HangStacks is null ? "" : $"\n--- native stacks of the child's threads before it was killed ---\n{HangStacks}");
 }
 
 /// <summary>
@@ -40,7 +42,9 @@ internal static class ChildProcess
 
     /// <summary>
     /// Runs `dotnet` with the arguments, collects its output, and kills it (with its children) if it
-    /// has not exited within the timeout. No crash dumps or crash reports from deliberate crashes.
+    /// has not exited within the timeout, after taking its threads' native stacks for the report (a
+    /// hung child is the one case in which a test learns nothing from the output alone). No crash
+    /// dumps or crash reports from deliberate crashes.
     /// </summary>
     public static async Task<ChildResult> RunDotnetAsync(string label, IEnumerable<string> arguments, TimeSpan timeout,
                                                          IReadOnlyDictionary<string, string>? environment = null)
@@ -62,6 +66,7 @@ internal static class ChildProcess
         Task<string> standardOutput = process.StandardOutput.ReadToEndAsync();
         Task<string> standardError = process.StandardError.ReadToEndAsync();
         bool timedOut = false;
+        string? stacks = null;
         using (var deadline = new CancellationTokenSource(timeout))
         {
             try
@@ -71,11 +76,12 @@ internal static class ChildProcess
             catch (OperationCanceledException)
             {
                 timedOut = true;
+                stacks = ThreadStacks.Capture(process.Id);
                 process.Kill(entireProcessTree: true);
                 await process.WaitForExitAsync();
             }
         }
-        return new ChildResult(label, process.ExitCode, timedOut, await standardOutput, await standardError);
+        return new ChildResult(label, process.ExitCode, timedOut, await standardOutput, await standardError, stacks);
     }
 
     /// <summary>

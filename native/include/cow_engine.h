@@ -206,6 +206,10 @@ COW_API int cow_handler_is_current(void);
 /* Initialises the allocator state of an engine whose tables the owner filled in. */
 COW_API int cow_engine_init(cow_engine_t *engine);
 
+/* Kernel mappings the engine uses: its live views' own, one gap after each view in the arena, and
+ * the pool window. The mapping budget is compared against this number. */
+COW_API int64_t cow_engine_mapping_count(const cow_engine_t *engine);
+
 /* Punches the holes of every slot run that dispose and restore queued (they defer it, so that
  * giving memory back does not lengthen the call that freed it), then makes those slots free.
  * Returns the number of slots reclaimed. Called by the owner's background reclaimer, and by the

@@ -29,6 +29,11 @@
 
 int64_t cow_engine_mappings(cow_engine_t *engine)
 {
+    return cow_engine_mapping_count(engine);
+}
+
+int64_t cow_engine_mapping_count(const cow_engine_t *engine)
+{
     return cow_load_relaxed(&engine->mappings) + cow_load_relaxed(&engine->live_views) + 1;
 }
 

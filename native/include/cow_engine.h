@@ -51,21 +51,32 @@ extern "C" {
 
 #define COW_API __attribute__((visibility("default")))
 
-/* A page is the unit of sharing; a segment (= leaf = chunk) is 512 pages, 2 MiB. */
-#define COW_PAGE_SHIFT 12
-#define COW_PAGE_SIZE (1u << COW_PAGE_SHIFT)
-#define COW_LEAF_SHIFT 9
-#define COW_LEAF_PAGES (1u << COW_LEAF_SHIFT)
-#define COW_SEGMENT_SHIFT (COW_PAGE_SHIFT + COW_LEAF_SHIFT)
-#define COW_SEGMENT_SIZE (1ull << COW_SEGMENT_SHIFT)
-#define COW_STRIPE_COUNT 1024u
+/*
+ * Units (docs/design.md, "Glossary"). A page is 4 KiB of a view's address space, a slot 4 KiB of the
+ * pool file. A segment is 512 consecutive pages of a view (2 MiB), a chunk 512 consecutive slots
+ * (2 MiB of the pool), a leaf the table of one segment's 512 slot numbers. The three counts are one
+ * number on purpose: a view's private copy of page i of a segment goes to slot i of its chunk.
+ */
+#define COW_PAGE_SHIFT          12
+#define COW_PAGE_SIZE           (1u << COW_PAGE_SHIFT)
+#define COW_SEGMENT_PAGES_SHIFT 9
+#define COW_SEGMENT_PAGES       (1u << COW_SEGMENT_PAGES_SHIFT)
+#define COW_SEGMENT_SHIFT       (COW_PAGE_SHIFT + COW_SEGMENT_PAGES_SHIFT)
+#define COW_SEGMENT_SIZE        (1ull << COW_SEGMENT_SHIFT)
+#define COW_CHUNK_SLOTS_SHIFT   COW_SEGMENT_PAGES_SHIFT
+#define COW_CHUNK_SLOTS         COW_SEGMENT_PAGES
+#define COW_LEAF_ENTRIES        COW_SEGMENT_PAGES
+#define COW_STRIPE_COUNT        1024u
+
+/* Segments the last faults mapped, which eviction spares (docs/design.md, the mapping budget). */
+#define COW_RECENT_FAULTS 8
 
 /* "No slot / no chunk / no leaf" in any uint32 index field. */
 #define COW_NONE 0xFFFFFFFFu
 
 /* cow_view_t.state */
-#define COW_VIEW_FREE 0u
-#define COW_VIEW_LIVE 1u
+#define COW_VIEW_FREE     0u
+#define COW_VIEW_LIVE     1u
 #define COW_VIEW_DISPOSED 2u
 
 /* Directory entry flag: the view (index + 1 in the low bits) owning this segment was disposed. */
@@ -73,18 +84,18 @@ extern "C" {
 
 /*
  * One engine: a memfd of chunk_capacity * 2 MiB used as a pool of 4 KiB slots.
- * Slot s lives at file offset s * 4096 and belongs to chunk s / 512.
+ * Slot s lives at file offset s * 4096 and belongs to chunk s / COW_CHUNK_SLOTS.
  */
 typedef struct cow_engine {
     /* ---- set by the owner before cow_engine_init, constant afterwards ---- */
-    uint8_t *pool;              /* the whole memfd mapped read-write (copies are made through it) */
-    uint32_t *slot_refcounts;   /* [chunk_capacity * 512] leaves referencing each slot */
-    uint32_t *chunk_live;       /* [chunk_capacity] live slots + 1 while a view writes into it */
-    uint32_t *chunk_free;       /* [chunk_capacity] stack of free chunk indices */
-    uint32_t *leaf_refcounts;   /* [leaf_capacity] views referencing each leaf */
-    uint32_t *leaf_entries;     /* [leaf_capacity * 512] slot per page of each leaf, or COW_NONE */
-    uint32_t *leaf_free;        /* [leaf_capacity] stack of free leaf indices */
-    uint64_t slot_limit;        /* most slots that may be in use at once (the capacity option) */
+    uint8_t *pool;            /* the whole memfd mapped read-write (copies are made through it) */
+    uint32_t *slot_refcounts; /* [chunk_capacity * 512] leaves referencing each slot */
+    uint32_t *chunk_live;     /* [chunk_capacity] live slots + 1 while a view writes into it */
+    uint32_t *chunk_free;     /* [chunk_capacity] stack of free chunk indices */
+    uint32_t *leaf_refcounts; /* [leaf_capacity] views referencing each leaf */
+    uint32_t *leaf_entries;   /* [leaf_capacity * 512] slot per page of each leaf, or COW_NONE */
+    uint32_t *leaf_free;      /* [leaf_capacity] stack of free leaf indices */
+    uint64_t slot_limit;      /* most slots that may be in use at once (the capacity option) */
     uint32_t chunk_capacity;
     uint32_t leaf_capacity;
     int32_t memfd;
@@ -93,7 +104,7 @@ typedef struct cow_engine {
     /* ---- allocator state, under alloc_lock ---- */
     uint32_t alloc_lock;
     uint32_t chunk_free_count;
-    uint32_t chunk_bump;        /* chunks [chunk_bump, chunk_capacity) were never used */
+    uint32_t chunk_bump; /* chunks [chunk_bump, chunk_capacity) were never used */
     uint32_t leaf_free_count;
     uint32_t leaf_bump;
     uint32_t reserved1;
@@ -102,34 +113,34 @@ typedef struct cow_engine {
     uint64_t slots_in_use;
     uint64_t chunks_in_use;
     uint64_t leaves_in_use;
-    int64_t mappings;           /* sum of the mappings of this engine's live views */
-    uint64_t write_faults;      /* faults resolved by the handler */
-    uint64_t copy_faults;       /* ... of which copied a shared page */
-    uint64_t pages_copied;      /* by faults and by cow_view_prepare_write */
+    int64_t mappings;      /* sum of the mappings of this engine's live views */
+    uint64_t write_faults; /* faults resolved by the handler */
+    uint64_t copy_faults;  /* ... of which copied a shared page */
+    uint64_t pages_copied; /* by faults and by cow_view_prepare_write */
     uint64_t snapshots;
-    uint64_t read_faults;       /* first touches of lazily mapped snapshot pages */
-    uint64_t evictions;         /* segments unmapped to stay within the mapping budget */
-    int64_t live_views;         /* LIVE views of this engine */
-    int64_t mapping_budget;     /* most mappings the engine may use (set by the owner, may change) */
-    uint32_t evict_view;        /* eviction clock: next position in live_list ... */
-    uint32_t evict_segment;     /* ... and segment to consider */
-    uint32_t *live_list;        /* [view capacity] indices of this engine's LIVE views; set by the owner */
-    uint32_t live_count;        /* entries in live_list, under alloc_lock */
-    uint32_t faults_in_flight;  /* handlers resolving a fault of this engine right now (each may be
+    uint64_t read_faults;      /* first touches of lazily mapped snapshot pages */
+    uint64_t evictions;        /* segments unmapped to stay within the mapping budget */
+    int64_t live_views;        /* LIVE views of this engine */
+    int64_t mapping_budget;    /* most mappings the engine may use (set by the owner, may change) */
+    uint32_t evict_view;       /* eviction clock: next position in live_list ... */
+    uint32_t evict_segment;    /* ... and segment to consider */
+    uint32_t *live_list;       /* [view capacity] indices of this engine's LIVE views; set by the owner */
+    uint32_t live_count;       /* entries in live_list, under alloc_lock */
+    uint32_t faults_in_flight; /* handlers resolving a fault of this engine right now (each may be
                                  * up to two mappings over the budget until it has evicted) */
 
-    /* ---- reclaim queue: runs of freed slots whose holes are still to be punched ---- */
-    uint64_t *reclaim_ring;     /* [reclaim_capacity] (first slot << 32) | slot count; set by the owner */
-    uint32_t reclaim_capacity;  /* a power of two; 0 = punch at once */
-    uint32_t reclaim_head;      /* under reclaim_lock */
+    /* ---- reclaim queue: ranges of freed slots whose holes are still to be punched ---- */
+    uint64_t *reclaim_ring;    /* [reclaim_capacity] (first slot << 32) | slot count; set by the owner */
+    uint32_t reclaim_capacity; /* a power of two; 0 = punch at once */
+    uint32_t reclaim_head;     /* under reclaim_lock */
     uint32_t reclaim_tail;
-    uint32_t reclaim_lock;      /* guards head and tail */
-    uint32_t reclaim_owner;     /* held by whoever is reclaiming, so a drain ends with nothing in flight */
+    uint32_t reclaim_lock;  /* guards head and tail */
+    uint32_t reclaim_owner; /* held by whoever is reclaiming, so a drain ends with nothing in flight */
 
     /* ---- the segments faults touched last: eviction spares them, so an instruction that needs two
      * segments at once (a store across a 2 MiB boundary), or a few threads' hot spots, cannot have
      * one fault undo another's mapping forever ---- */
-    uint64_t recent_faults[8];  /* (view index << 32) | segment, + 1 (0 = empty) */
+    uint64_t recent_faults[COW_RECENT_FAULTS]; /* (view index << 32) | segment, + 1 (0 = empty) */
     uint32_t recent_next;
     uint32_t reserved3;
 
@@ -144,47 +155,47 @@ typedef struct cow_engine {
  */
 typedef struct cow_view {
     /* ---- set by the owner while the view is FREE (arrays zero-filled); constant while LIVE ---- */
-    uint64_t base;              /* address of page 0; 2 MiB aligned, inside the arena */
+    uint64_t base; /* address of page 0; 2 MiB aligned, inside the arena */
     uint64_t page_count;
     cow_engine_t *engine;
-    uint32_t *leaves;           /* [segment_count] leaf per segment */
-    uint32_t *write_chunks;     /* [segment_count] chunk receiving this view's copies, or COW_NONE */
-    uint64_t *mapped_bits;      /* [(page_count + 63) / 64] page mapped onto its slot (else PROT_NONE) */
-    uint64_t *writable_bits;    /* [(page_count + 63) / 64] page mapped writable (a subset of mapped) */
-    uint64_t *dirty_bits;       /* [(page_count + 63) / 64] made writable since the last freeze */
-    uint64_t *pinned_bits;      /* [(page_count + 63) / 64] prepared for write: never evicted until the next freeze */
+    uint32_t *leaves;        /* [segment_count] leaf per segment */
+    uint32_t *write_chunks;  /* [segment_count] chunk receiving this view's copies, or COW_NONE */
+    uint64_t *mapped_bits;   /* [(page_count + 63) / 64] page mapped onto its slot (else PROT_NONE) */
+    uint64_t *writable_bits; /* [(page_count + 63) / 64] page mapped writable (a subset of mapped) */
+    uint64_t *dirty_bits;    /* [(page_count + 63) / 64] made writable since the last freeze */
+    uint64_t *pinned_bits;   /* [(page_count + 63) / 64] prepared for write: never evicted until the next freeze */
     uint32_t segment_count;
-    uint32_t index;             /* this entry's position in the view table */
+    uint32_t index; /* this entry's position in the view table */
 
     /* ---- synchronisation ---- */
-    uint32_t lock;              /* reader-writer spin lock: faults read, mutations write */
-    uint32_t state;             /* COW_VIEW_*; written only under the write lock */
+    uint32_t lock;  /* reader-writer spin lock: faults read, mutations write */
+    uint32_t state; /* COW_VIEW_*; written only under the write lock */
 
     /* ---- counters ---- */
-    int64_t mappings;           /* kernel mappings this view's range currently consists of */
-    uint64_t write_faults;      /* faults the handler resolved on this view */
-    uint64_t pages_copied;      /* private copies made for this view (faults and prepare_write) */
-    uint32_t live_position;     /* position in its engine's live_list while LIVE */
+    int64_t mappings;       /* kernel mappings this view's range currently consists of */
+    uint64_t write_faults;  /* faults the handler resolved on this view */
+    uint64_t pages_copied;  /* private copies made for this view (faults and prepare_write) */
+    uint32_t live_position; /* position in its engine's live_list while LIVE */
     uint32_t reserved;
 } cow_view_t;
 
 /* The process-wide tables the handler starts from. */
 typedef struct cow_process {
-    uint64_t arena_base;        /* one PROT_NONE reservation that holds every view */
-    uint64_t arena_size;        /* multiple of 2 MiB */
-    uint32_t *directory;        /* [arena_size / 2 MiB] view index + 1 owning that segment, 0 = none;
+    uint64_t arena_base; /* one PROT_NONE reservation that holds every view */
+    uint64_t arena_size; /* multiple of 2 MiB */
+    uint32_t *directory; /* [arena_size / 2 MiB] view index + 1 owning that segment, 0 = none;
                                  * with COW_DIRECTORY_DISPOSED: the segment's view was disposed and
                                  * the range is not reused yet (a touch is reported, then passed on) */
-    cow_view_t *views;          /* [view_capacity] */
+    cow_view_t *views;   /* [view_capacity] */
     uint32_t view_capacity;
-    uint32_t view_high_water;   /* entries [0, view_high_water) have ever been used */
+    uint32_t view_high_water; /* entries [0, view_high_water) have ever been used */
 } cow_process_t;
 
 typedef struct cow_view_stats {
-    uint64_t private_pages;     /* pages only this view references */
-    uint64_t shared_pages;      /* pages whose slot another view (or leaf) also references */
-    uint64_t writable_pages;    /* pages currently mapped writable */
-    uint64_t mapped_pages;      /* pages mapped at all (a snapshot maps its pages on first touch) */
+    uint64_t private_pages;  /* pages only this view references */
+    uint64_t shared_pages;   /* pages whose slot another view (or leaf) also references */
+    uint64_t writable_pages; /* pages currently mapped writable */
+    uint64_t mapped_pages;   /* pages mapped at all (a snapshot maps its pages on first touch) */
     int64_t mappings;
     uint64_t write_faults;
     uint64_t pages_copied;
@@ -287,8 +298,8 @@ COW_API const char *cow_os_error_name(int error);
 
 /* Entry i of the table of (struct, field, offset, size) the C# layout test compares against.
  * Returns 0 past the end. */
-COW_API int cow_layout_entry(uint32_t i, const char **struct_name, const char **field_name,
-                             uint32_t *offset, uint32_t *size);
+COW_API int cow_layout_entry(uint32_t i, const char **struct_name, const char **field_name, uint32_t *offset,
+                             uint32_t *size);
 
 #ifdef __cplusplus
 }

@@ -38,7 +38,7 @@ static int cow_reclaim_run(cow_engine_t *engine, uint64_t first, uint64_t count)
     cow_batch_begin(&unused, engine);
     for (uint64_t slot = first; slot < first + count; slot++) {
         cow_store_release(&engine->slot_refcounts[slot], 0u);
-        cow_chunk_release(&unused, (uint32_t)(slot >> COW_LEAF_SHIFT));
+        cow_chunk_release(&unused, (uint32_t)(slot >> COW_CHUNK_SLOTS_SHIFT));
     }
     cow_sub(&engine->slots_in_use, count);
     return error;
@@ -129,7 +129,7 @@ void cow_leaf_release(cow_release_batch_t *batch, uint32_t leaf)
     if (cow_sub(&engine->leaf_refcounts[leaf], 1u) != 0)
         return;
     const uint32_t *entries = cow_leaf_entries(engine, leaf);
-    for (uint32_t i = 0; i < COW_LEAF_PAGES; i++)
+    for (uint32_t i = 0; i < COW_LEAF_ENTRIES; i++)
         if (entries[i] != COW_NONE)
             cow_slot_release(batch, entries[i]);
     cow_spin_lock(&engine->alloc_lock);
@@ -138,7 +138,7 @@ void cow_leaf_release(cow_release_batch_t *batch, uint32_t leaf)
     cow_sub(&engine->leaves_in_use, 1u);
 }
 
-int cow_chunks_allocate_run(cow_engine_t *engine, uint32_t count, uint32_t *first_out)
+int cow_chunks_allocate(cow_engine_t *engine, uint32_t count, uint32_t *first_out)
 {
     uint32_t first;
     cow_spin_lock(&engine->alloc_lock);
@@ -194,8 +194,8 @@ int cow_slots_reserve(cow_engine_t *engine, uint64_t count)
 int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *batch, uint32_t *slot_out)
 {
     cow_engine_t *engine = view->engine;
-    uint32_t segment = (uint32_t)(page >> COW_LEAF_SHIFT);
-    uint32_t position = (uint32_t)(page & (COW_LEAF_PAGES - 1));
+    uint32_t segment = cow_segment_of(page);
+    uint32_t position = (uint32_t)(page & (COW_SEGMENT_PAGES - 1));
     int error = cow_slots_reserve(engine, 1);
     if (error != 0)
         return error;
@@ -205,11 +205,11 @@ int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *bat
      * older copy of this page that a snapshot shares), start a fresh chunk for this segment. */
     uint32_t chunk = view->write_chunks[segment];
     if (chunk == COW_NONE ||
-        cow_load_acquire(&engine->slot_refcounts[((uint64_t)chunk << COW_LEAF_SHIFT) + position]) != 0) {
+        cow_load_acquire(&engine->slot_refcounts[((uint64_t)chunk << COW_CHUNK_SLOTS_SHIFT) + position]) != 0) {
         uint32_t fresh;
-        error = cow_chunks_allocate_run(engine, 1, &fresh);
+        error = cow_chunks_allocate(engine, 1, &fresh);
         if (error == ENOSPC && cow_engine_reclaim(engine) != 0) /* queued slots may free chunks */
-            error = cow_chunks_allocate_run(engine, 1, &fresh);
+            error = cow_chunks_allocate(engine, 1, &fresh);
         if (error != 0) {
             cow_sub(&engine->slots_in_use, 1u);
             return error;
@@ -219,9 +219,29 @@ int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *bat
             cow_chunk_release(batch, chunk);
         chunk = fresh;
     }
-    uint32_t slot = (chunk << COW_LEAF_SHIFT) + position;
+    uint32_t slot = (chunk << COW_CHUNK_SLOTS_SHIFT) + position;
     cow_store_release(&engine->slot_refcounts[slot], 1u);
     cow_add(&engine->chunk_live[chunk], 1u);
     *slot_out = slot;
+    return 0;
+}
+
+int cow_engine_init(cow_engine_t *engine)
+{
+    if (engine->pool == NULL || engine->slot_refcounts == NULL || engine->chunk_live == NULL ||
+        engine->chunk_free == NULL || engine->leaf_refcounts == NULL || engine->leaf_entries == NULL ||
+        engine->leaf_free == NULL || engine->live_list == NULL || engine->chunk_capacity == 0 ||
+        engine->leaf_capacity == 0 || engine->chunk_capacity > (COW_NONE >> COW_CHUNK_SLOTS_SHIFT) || engine->memfd < 0)
+        return EINVAL;
+    if ((engine->reclaim_capacity & (engine->reclaim_capacity - 1)) != 0 ||
+        (engine->reclaim_capacity != 0 && engine->reclaim_ring == NULL))
+        return EINVAL;
+    engine->alloc_lock = 0;
+    engine->chunk_free_count = 0;
+    engine->chunk_bump = 0;
+    engine->leaf_free_count = 0;
+    engine->leaf_bump = 0;
+    engine->live_count = 0;
+    engine->reclaim_head = engine->reclaim_tail = engine->reclaim_lock = 0;
     return 0;
 }

@@ -1,5 +1,21 @@
 /*
  * cow_internal.h - declarations shared by the shim's subsystems. Not part of the public header.
+ *
+ * One subsystem per file; each section below is one file's interface. Dependencies point down the
+ * list (a file uses only the sections above its own), so no two files use each other:
+ *
+ *   cow_os.c        system calls                      cow_lock.c      spin and reader-writer locks
+ *   cow_diag.c      the one-line fatal diagnostics    cow_registry.c  the process tables, fork policy
+ *   cow_alloc.c     slots, chunks, leaves; engine init
+ *   cow_map.c       what a view's pages map to: the only code that maps, protects or unmaps them,
+ *                   and that keeps the mapped/writable bits and the mapping counts
+ *   cow_budget.c    the mapping-budget policy: when to evict, what, and when to refuse
+ *   cow_resolve.c   making pages private and writable (write faults, PrepareForWrite); mapping
+ *                   a snapshot's untouched pages (read faults)
+ *   cow_fault.c     one SIGSEGV that may be ours: find the view, resolve, stay within the budget
+ *   cow_signal.c    the handler itself and chaining to the previous one
+ *   cow_view.c      region, snapshot, restore, dispose     cow_prepare.c  PrepareForWrite/Read
+ *   cow_query.c     diff, dirty pages, statistics           cow_layout.c   the layout contract
  */
 #ifndef COW_INTERNAL_H
 #define COW_INTERNAL_H
@@ -11,13 +27,18 @@
 
 #define COW_INTERNAL __attribute__((visibility("hidden")))
 
+_Static_assert(COW_CHUNK_SLOTS == COW_SEGMENT_PAGES && COW_LEAF_ENTRIES == COW_SEGMENT_PAGES,
+               "a copy of page i of a segment goes to slot i of a chunk: the counts must agree");
+
 /* ---- atomics (GCC builtins: lock-free, usable in a signal handler) ---- */
-#define cow_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define cow_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define cow_load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define cow_load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define cow_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define cow_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define cow_add(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
-#define cow_sub(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_ACQ_REL)
+#define cow_add(p, v)           __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
+#define cow_sub(p, v)           __atomic_sub_fetch((p), (v), __ATOMIC_ACQ_REL)
+
+/* ---- geometry of a view ---- */
 
 static inline uint64_t cow_view_end(const cow_view_t *view)
 {
@@ -29,20 +50,38 @@ static inline uint64_t cow_page_address(const cow_view_t *view, uint64_t page)
     return view->base + (page << COW_PAGE_SHIFT);
 }
 
+static inline uint32_t cow_segment_of(uint64_t page)
+{
+    return (uint32_t)(page >> COW_SEGMENT_PAGES_SHIFT);
+}
+
+static inline uint64_t cow_segment_first(uint32_t segment)
+{
+    return (uint64_t)segment << COW_SEGMENT_PAGES_SHIFT;
+}
+
+/* One past the segment's last page: the last segment of a view may be partial. */
+static inline uint64_t cow_segment_end(const cow_view_t *view, uint32_t segment)
+{
+    uint64_t end = cow_segment_first(segment) + COW_SEGMENT_PAGES;
+    return end < view->page_count ? end : view->page_count;
+}
+
 static inline uint32_t *cow_leaf_entries(cow_engine_t *engine, uint32_t leaf)
 {
-    return engine->leaf_entries + ((uint64_t)leaf << COW_LEAF_SHIFT);
+    return engine->leaf_entries + ((uint64_t)leaf * COW_LEAF_ENTRIES);
 }
 
 /* Slot behind a page (through the view's leaf for that page's segment). */
 static inline uint32_t cow_slot_of(cow_view_t *view, uint64_t page)
 {
-    uint32_t leaf = view->leaves[page >> COW_LEAF_SHIFT];
-    return cow_leaf_entries(view->engine, leaf)[page & (COW_LEAF_PAGES - 1)];
+    uint32_t leaf = view->leaves[cow_segment_of(page)];
+    return cow_leaf_entries(view->engine, leaf)[page & (COW_SEGMENT_PAGES - 1)];
 }
 
-/* Per-page state bits. A segment's 512 bits fill 8 whole words, so the bits of one segment are
- * only ever written under that segment's guard (or the view's write lock). */
+/* ---- per-page bits. A segment's 512 bits fill 8 whole words, so the bits of one segment are only
+ * ever written under that segment's guard (or the view's write lock). ---- */
+
 static inline int cow_bit(const uint64_t *bits, uint64_t page)
 {
     return (int)((bits[page >> 6] >> (page & 63)) & 1);
@@ -58,6 +97,25 @@ static inline void cow_bit_clear(uint64_t *bits, uint64_t page)
     bits[page >> 6] &= ~(1ull << (page & 63));
 }
 
+static inline uint64_t cow_bitmap_words(const cow_view_t *view)
+{
+    return (view->page_count + 63) / 64;
+}
+
+/* First page in [from, end) whose bit is set (`want` 1) or clear (`want` 0), or `end`. */
+static inline uint64_t cow_bits_find(const uint64_t *bits, uint64_t from, uint64_t end, int want)
+{
+    while (from < end) {
+        uint64_t word = (want ? bits[from >> 6] : ~bits[from >> 6]) >> (from & 63);
+        if (word != 0) {
+            from += (uint64_t)__builtin_ctzll(word);
+            return from < end ? from : end;
+        }
+        from = (from | 63) + 1;
+    }
+    return end;
+}
+
 static inline int cow_is_writable(const cow_view_t *view, uint64_t page)
 {
     return cow_bit(view->writable_bits, page);
@@ -68,19 +126,9 @@ static inline int cow_is_mapped(const cow_view_t *view, uint64_t page)
     return cow_bit(view->mapped_bits, page);
 }
 
-/* Mapping class of a page: what the kernel's mapping of it looks like. */
-#define COW_CLASS_UNMAPPED 0 /* PROT_NONE anonymous (a snapshot page not touched yet) */
-#define COW_CLASS_READ 1     /* the slot, read-only */
-#define COW_CLASS_WRITE 2    /* the slot, read-write */
-
-static inline int cow_page_class(const cow_view_t *view, uint64_t page)
+static inline int cow_is_pinned(const cow_view_t *view, uint64_t page)
 {
-    return cow_is_mapped(view, page) ? 1 + cow_is_writable(view, page) : COW_CLASS_UNMAPPED;
-}
-
-static inline uint64_t cow_bitmap_words(const cow_view_t *view)
-{
-    return (view->page_count + 63) / 64;
+    return cow_bit(view->pinned_bits, page);
 }
 
 /* ---- os layer (cow_os.c) ---- */
@@ -99,7 +147,10 @@ COW_INTERNAL void cow_read_lock(uint32_t *lock);
 COW_INTERNAL void cow_read_unlock(uint32_t *lock);
 COW_INTERNAL void cow_write_lock(uint32_t *lock);
 COW_INTERNAL void cow_write_unlock(uint32_t *lock);
-COW_INTERNAL uint32_t *cow_stripe_for(cow_view_t *view, uint32_t segment);
+/* The locks (write or read) of two different views, taken in view-index order, so two operations on
+ * the same pair can never wait for each other. */
+COW_INTERNAL void cow_views_lock(cow_view_t *a, cow_view_t *b, int write);
+COW_INTERNAL void cow_views_unlock(cow_view_t *a, cow_view_t *b, int write);
 
 /* The locks that make a segment of a view ours to change: the stripes of the segment AND of its two
  * neighbours. A mapping can span a segment edge, so whether the page after the edge starts a new
@@ -116,19 +167,42 @@ COW_INTERNAL void cow_segment_lock(cow_view_t *view, uint32_t segment, cow_segme
 COW_INTERNAL int cow_segment_trylock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard);
 COW_INTERNAL void cow_segment_unlock(cow_segment_guard_t *guard);
 
+/* ---- diagnostics (cow_diag.c): async-signal-safe, for states the engine cannot leave safely ---- */
+
+/* The call that failed, for the fatal diagnostic. */
+#define COW_CALL_NONE     0
+#define COW_CALL_MMAP     1
+#define COW_CALL_MPROTECT 2
+#define COW_CALL_ALLOCATE 3
+
+/* The fault at `address` cannot be resolved: one line naming the call and its cause, then abort(). */
+COW_INTERNAL __attribute__((noreturn)) void cow_die_in_fault(uint64_t address, int error, int failed_call);
+/* One line on stderr: `address` lies in the range of view `view_index`, which was disposed. */
+COW_INTERNAL void cow_report_use_after_dispose(uint64_t address, uint32_t view_index);
+
+/* ---- the process registry (cow_registry.c) ---- */
+
+/* The registered process tables, or NULL (none yet, or in a forked child). */
+COW_INTERNAL cow_process_t *cow_process(void);
+COW_INTERNAL void cow_registry_set(cow_process_t *process);
+/* Sets the directory entries of every segment of the view's range to `value`. */
+COW_INTERNAL void cow_directory_publish(cow_view_t *view, uint32_t value);
+/* pthread_atfork child handler: the child sees no views (docs/design.md, fork). */
+COW_INTERNAL void cow_registry_forget_in_child(void);
+
 /* ---- allocation and reference counting (cow_alloc.c) ---- */
 
 /* Frees slots in batches so that contiguous freed slots cost one fallocate, and so that a chunk
  * is never handed out again before its punched holes have been punched. */
 typedef struct cow_release_batch {
     cow_engine_t *engine;
-    uint64_t punch_first;       /* first slot of the pending run */
+    uint64_t punch_first; /* first slot of the pending range */
     uint64_t punch_count;
-    int deferred;               /* queue runs for cow_engine_reclaim instead of punching now */
+    int deferred; /* queue ranges for cow_engine_reclaim instead of punching now */
 } cow_release_batch_t;
 
 COW_INTERNAL void cow_batch_begin(cow_release_batch_t *batch, cow_engine_t *engine);
-/* A batch whose runs go to the engine's reclaim queue (punched at once if the queue is full). */
+/* A batch whose ranges go to the engine's reclaim queue (punched at once if the queue is full). */
 COW_INTERNAL void cow_batch_begin_deferred(cow_release_batch_t *batch, cow_engine_t *engine);
 COW_INTERNAL int cow_batch_flush(cow_release_batch_t *batch);
 
@@ -138,7 +212,7 @@ COW_INTERNAL void cow_leaf_release(cow_release_batch_t *batch, uint32_t leaf);
 COW_INTERNAL void cow_chunk_release(cow_release_batch_t *batch, uint32_t chunk);
 
 /* Allocates `count` chunks at consecutive indices (each holding the writer reference). */
-COW_INTERNAL int cow_chunks_allocate_run(cow_engine_t *engine, uint32_t count, uint32_t *first_out);
+COW_INTERNAL int cow_chunks_allocate(cow_engine_t *engine, uint32_t count, uint32_t *first_out);
 COW_INTERNAL int cow_leaf_allocate(cow_engine_t *engine, uint32_t *leaf_out);
 /* Counts `count` more slots as in use, failing with ENOSPC past the engine's slot limit. */
 COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
@@ -146,75 +220,128 @@ COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
 /* Takes the slot for a private copy of `page` of `view`: position page % 512 of the view's write
  * chunk for that segment, replacing the write chunk when that position is taken. Caller holds the
  * view's read or write lock and the segment's guard. */
-COW_INTERNAL int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *batch,
-                                    uint32_t *slot_out);
+COW_INTERNAL int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *batch, uint32_t *slot_out);
 
-/* ---- resolving writes (cow_resolve.c) ---- */
+/* ---- mappings (cow_map.c) ----
+ *
+ * A page's MAPPING CLASS is what the kernel's mapping of it looks like: unmapped (PROT_NONE,
+ * anonymous: a snapshot page not touched yet, or evicted), read-only onto its slot, or read-write
+ * onto its slot. A view's mapping count is the number of places where a page starts a new kernel
+ * mapping: the first page, every page whose class differs from the page before it, and every
+ * mapped page whose slot does not follow the slot of the page before it (the kernel's merge rule).
+ *
+ * Write protection goes through a PROTECTOR (the mechanism that makes pages read-only and writable
+ * again). With mprotect, protection is part of the mapping, so read-only and read-write are two
+ * classes and every protection change can split or merge mappings. Every function here keeps the
+ * view's mapped and writable bits and its mapping count (and its engine's) exact; the caller holds
+ * the view's write lock, or its read lock and the guard of every segment the range touches. */
 
-/* Makes pages [first, first + count) of one segment private and writable. Caller holds the view's
- * read (or write) lock and the segment's guard. On failure every page is either fully resolved
- * or left exactly as it was. */
-typedef struct cow_resolve_result {
-    int failed_call;            /* COW_CALL_* that failed, when the return value is not 0 */
-    uint32_t copies;            /* pages that received a private copy */
-} cow_resolve_result_t;
+#define COW_CLASS_UNMAPPED 0
+#define COW_CLASS_READ     1
+#define COW_CLASS_WRITE    2
 
-COW_INTERNAL int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count,
-                                           int trust_writable_bits, cow_resolve_result_t *result);
+typedef struct cow_protector {
+    const char *name;
+    /* Makes mapped pages [first, end) read-only / read-write, in place (same slots). */
+    int (*protect)(cow_view_t *view, uint64_t first, uint64_t end);
+    int (*unprotect)(cow_view_t *view, uint64_t first, uint64_t end);
+} cow_protector_t;
 
-/* Maps read-only the run of not-yet-mapped pages with file-contiguous slots around `page`, within
- * its segment (a first touch of a snapshot page), or, if the page is mapped already, maps it again
- * with the protection the page table says it has. Same locking as cow_resolve_segment_range. */
-COW_INTERNAL int cow_map_for_read(cow_view_t *view, uint64_t page);
+COW_INTERNAL extern const cow_protector_t cow_protector_mprotect;
 
-/* Number of mapping boundaries ("this page starts a new mapping") in [first, last]. */
-COW_INTERNAL int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last);
-/* cow_boundaries(view, first, end) as it would be once the unpinned pages of [first, end) are
- * unmapped (pinned pages keep their mapping; slots do not change). */
-COW_INTERNAL int64_t cow_boundaries_if_evicted(cow_view_t *view, uint64_t first, uint64_t end);
+static inline int cow_page_class(const cow_view_t *view, uint64_t page)
+{
+    return cow_is_mapped(view, page) ? 1 + cow_is_writable(view, page) : COW_CLASS_UNMAPPED;
+}
 
-/* Adds `delta` to the mapping count of the view and of its engine. */
-COW_INTERNAL void cow_mappings_add(cow_view_t *view, int64_t delta);
+/* Pages of [first, last] (inclusive, clamped to the view) that start a new mapping. */
+COW_INTERNAL int64_t cow_map_boundaries(cow_view_t *view, uint64_t first, uint64_t last);
+/* How the view's mapping count would change if the unpinned pages of [first, end) (all of them with
+ * `include_pinned`) were unmapped. */
+COW_INTERNAL int64_t cow_map_growth_if_unmapped(cow_view_t *view, uint64_t first, uint64_t end, int include_pinned);
+
+/* Maps pages [first, end) of one segment with class READ or WRITE. With `slots` (one per page, the
+ * new slot of each), the leaf entries are pointed at them first and the pages mapped onto them;
+ * without, the pages keep their slots. Pages that get a new slot or are not mapped yet are mapped
+ * with mmap (one call per run of file-contiguous slots, `populate`: fill the page table now); the
+ * others change protection in place. On failure *done_out pages from `first` are done (their
+ * entries, bits and counts updated); the rest are exactly as before, entries included. */
+COW_INTERNAL int cow_map_pages(cow_view_t *view, uint64_t first, uint64_t end, int class, const uint32_t *slots,
+                               int populate, uint64_t *done_out, int *failed_call_out);
+/* Maps one mapped page again as its bits say it is (a fault on a page the bits call accessible). */
+COW_INTERNAL int cow_map_refresh(cow_view_t *view, uint64_t page);
+/* Write-protects every writable page of the view (one protector call per writable run). If a call
+ * fails, the runs before it are recorded as protected and the rest as still writable. *pages_out
+ * (may be NULL) receives the pages protected. */
+COW_INTERNAL int cow_map_protect_writable(cow_view_t *view, uint64_t *pages_out);
+/* Unmaps (PROT_NONE) pages [first, end); with `keep_pinned`, pinned pages stay mapped (and the runs
+ * between them are unmapped). Returns 0 or the error of the first call that failed (the runs
+ * unmapped before it are accounted for); *unmapped_out (may be NULL): 1 if anything was unmapped. */
+COW_INTERNAL int cow_map_unmap(cow_view_t *view, uint64_t first, uint64_t end, int keep_pinned, int *unmapped_out);
+/* The whole range of a view being disposed becomes PROT_NONE; its count leaves the engine's. */
+COW_INTERNAL int cow_map_release_view(cow_view_t *view);
+/* Adds a view that has just been mapped (or created unmapped) to its engine's count. */
+COW_INTERNAL void cow_map_count_new_view(cow_view_t *view);
 
 /* ---- the mapping budget (cow_budget.c) ---- */
 
-/* Mappings the engine uses: its views' own, one gap after each view, and the pool window. */
-COW_INTERNAL int64_t cow_engine_mappings(cow_engine_t *engine);
-/* How many mappings unmapping a segment would add (negative: remove). */
-COW_INTERNAL int64_t cow_segment_unmap_growth(cow_view_t *view, uint32_t segment);
-/* Unmaps a segment of a view (PROT_NONE); the caller holds the view's lock and the segment's guard. */
-COW_INTERNAL int cow_segment_unmap(cow_view_t *view, uint32_t segment);
-/* Unmaps segments of the engine's views, without ever blocking, until it uses at most `target`. */
-COW_INTERNAL void cow_evict_to(cow_engine_t *engine, int64_t target);
-/* Records that a fault just mapped a segment (eviction spares the last eight). */
-COW_INTERNAL void cow_note_fault(cow_view_t *view, uint32_t segment);
-/* The same, sparing one segment (the one a fault just resolved). */
-COW_INTERNAL void cow_evict_to_except(cow_engine_t *engine, int64_t target, const cow_view_t *keep_view,
-                                      uint32_t keep_segment);
-/* Makes room for `needed` more mappings within the budget, evicting if necessary; EDQUOT if it
- * cannot. The caller may hold view locks (eviction only tries view locks) but no segment guard. */
-COW_INTERNAL int cow_make_room(cow_engine_t *engine, int64_t needed);
-/* The same for a caller that holds NO view lock and no guard (an API call about to take them):
- * when trying view locks is not enough, it waits for them. */
-COW_INTERNAL int cow_make_room_unlocked(cow_engine_t *engine, int64_t needed);
-/* The same, also evicting segments of `held`, whose write lock the caller holds. */
-COW_INTERNAL int cow_make_room_holding(cow_engine_t *engine, int64_t needed, cow_view_t *held);
-/* Unmaps one segment if that changes the mapping count by at most `max_growth` (never a pinned
- * one); 1 if it did. The caller holds the view's lock and the segment's guard, or the view's write
- * lock. */
-COW_INTERNAL int cow_segment_evict(cow_view_t *view, uint32_t segment, int64_t max_growth);
+/* What the caller of cow_budget_make_room holds, which decides what eviction may wait for. */
+typedef enum cow_budget_holder_kind {
+    COW_HOLDING_NOTHING, /* an API call before it locks anything: may wait for any view lock */
+    COW_HOLDING_VIEW,    /* the write lock of `view`: only tries other views' locks; evicts `view` too */
+    COW_HOLDING_FAULT,   /* a fault handler: the read lock of `view`; spares `segment` (just mapped) */
+} cow_budget_holder_kind_t;
 
-/* ---- fault path (cow_signal.c) ---- */
+typedef struct cow_budget_holder {
+    cow_budget_holder_kind_t kind;
+    cow_view_t *view;
+    uint32_t segment;
+} cow_budget_holder_t;
 
-/* One line naming the cause on stderr, then abort(): for states the engine cannot leave safely. */
-COW_INTERNAL __attribute__((noreturn)) void cow_die(const char *what, int error);
-COW_INTERNAL cow_process_t *cow_process(void);
-COW_INTERNAL void cow_directory_publish(cow_view_t *view, uint32_t value);
+/* `needed` for "evict everything that can be evicted" (the kernel itself refused a mapping). */
+#define COW_BUDGET_EVERYTHING (INT64_MAX / 4)
 
-/* The call that failed, for the fatal diagnostic. */
-#define COW_CALL_NONE 0
-#define COW_CALL_MMAP 1
-#define COW_CALL_MPROTECT 2
-#define COW_CALL_ALLOCATE 3
+/* Makes room for `needed` more mappings within the engine's budget, evicting segments if the engine
+ * would go over it. Returns 0, or EDQUOT when the room could not be made (for a fault: the faulting
+ * segment itself holds the mappings). Never waits for anything that can wait for the caller. */
+COW_INTERNAL int cow_budget_make_room(cow_engine_t *engine, int64_t needed, const cow_budget_holder_t *holder);
+
+/* ---- resolving (cow_resolve.c) ---- */
+
+typedef enum cow_resolve_purpose {
+    COW_RESOLVE_FAULT,   /* a write fault: every page is resolved with a system call */
+    COW_RESOLVE_PREPARE, /* PrepareForWrite: pages already writable are kept; every page is pinned */
+} cow_resolve_purpose_t;
+
+typedef struct cow_resolve_result {
+    int failed_call; /* COW_CALL_* that failed, when the return value is not 0 */
+    uint32_t copies; /* pages that received a private copy */
+} cow_resolve_result_t;
+
+/* Makes pages [first, first + count) of one segment private and writable. Caller holds the view's
+ * read (or write) lock and the segment's guard. On failure every page is either fully resolved or
+ * left exactly as it was. */
+COW_INTERNAL int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_resolve_purpose_t purpose,
+                                   cow_resolve_result_t *result);
+/* A read fault or PrepareForRead: maps read-only the run of not-yet-mapped pages with file-contiguous
+ * slots around `page`, within its segment; a mapped page is mapped again as its bits say. Same
+ * locking as cow_resolve_write. */
+COW_INTERNAL int cow_resolve_read(cow_view_t *view, uint64_t page);
+
+/* ---- the fault path (cow_fault.c) ---- */
+
+/* Resolves a SEGV_ACCERR fault at `address` if it is ours. 1: resolved, return from the handler;
+ * 0: not ours, chain it. Never returns when it cannot resolve one of ours. */
+COW_INTERNAL int cow_fault_resolve(uint64_t address, int is_write);
+
+/* ---- views (cow_view.c), for cow_query.c and cow_prepare.c ---- */
+
+/* Checks the fields the owner set: engine, size, alignment, place in the arena and the view table. */
+COW_INTERNAL int cow_view_shape_is_valid(const cow_view_t *view);
+/* Takes the view's write (or read) lock if the view is valid and LIVE: 0 with the lock held, else
+ * EINVAL with no lock held. */
+COW_INTERNAL int cow_view_lock_live(cow_view_t *view, int write);
+/* Write-protects every writable page and, with `new_interval`, clears the dirty and pinned bits. */
+COW_INTERNAL int cow_view_freeze(cow_view_t *view, int new_interval);
 
 #endif /* COW_INTERNAL_H */

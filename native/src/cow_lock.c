@@ -12,9 +12,9 @@
 
 #include <sched.h>
 
-#define COW_WRITER 0x80000000u
+#define COW_WRITER         0x80000000u
 #define COW_WRITER_PENDING 0x40000000u
-#define COW_READERS 0x3FFFFFFFu
+#define COW_READERS        0x3FFFFFFFu
 
 static inline void cow_backoff(unsigned *spins)
 {
@@ -28,8 +28,7 @@ void cow_spin_lock(uint32_t *lock)
 {
     unsigned spins = 0;
     for (;;) {
-        if (cow_load_relaxed(lock) == 0 &&
-            __atomic_exchange_n(lock, 1u, __ATOMIC_ACQUIRE) == 0)
+        if (cow_load_relaxed(lock) == 0 && __atomic_exchange_n(lock, 1u, __ATOMIC_ACQUIRE) == 0)
             return;
         cow_backoff(&spins);
     }
@@ -76,8 +75,7 @@ void cow_write_lock(uint32_t *lock)
     for (;;) {
         uint32_t seen = cow_load_relaxed(lock);
         if ((seen & COW_WRITER_PENDING) == 0 &&
-            __atomic_compare_exchange_n(lock, &seen, seen | COW_WRITER_PENDING, 0,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            __atomic_compare_exchange_n(lock, &seen, seen | COW_WRITER_PENDING, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
             break;
         cow_backoff(&spins);
     }
@@ -85,8 +83,8 @@ void cow_write_lock(uint32_t *lock)
     spins = 0;
     for (;;) {
         uint32_t seen = COW_WRITER_PENDING;
-        if (__atomic_compare_exchange_n(lock, &seen, COW_WRITER_PENDING | COW_WRITER, 0,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        if (__atomic_compare_exchange_n(lock, &seen, COW_WRITER_PENDING | COW_WRITER, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
             return;
         cow_backoff(&spins);
     }
@@ -97,7 +95,7 @@ void cow_write_unlock(uint32_t *lock)
     cow_store_release(lock, 0u);
 }
 
-uint32_t *cow_stripe_for(cow_view_t *view, uint32_t segment)
+static uint32_t *cow_stripe_for(cow_view_t *view, uint32_t segment)
 {
     uint32_t hash = (view->index * 0x9E3779B1u) ^ (segment * 0x85EBCA77u);
     hash ^= hash >> 15;
@@ -153,4 +151,27 @@ void cow_segment_unlock(cow_segment_guard_t *guard)
 {
     for (uint32_t i = guard->count; i > 0; i--)
         cow_spin_unlock(guard->stripes[i - 1]);
+}
+
+void cow_views_lock(cow_view_t *a, cow_view_t *b, int write)
+{
+    cow_view_t *first = a->index < b->index ? a : b, *second = first == a ? b : a;
+    if (write) {
+        cow_write_lock(&first->lock);
+        cow_write_lock(&second->lock);
+    } else {
+        cow_read_lock(&first->lock);
+        cow_read_lock(&second->lock);
+    }
+}
+
+void cow_views_unlock(cow_view_t *a, cow_view_t *b, int write)
+{
+    if (write) {
+        cow_write_unlock(&a->lock);
+        cow_write_unlock(&b->lock);
+    } else {
+        cow_read_unlock(&a->lock);
+        cow_read_unlock(&b->lock);
+    }
 }

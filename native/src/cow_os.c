@@ -53,8 +53,7 @@ int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_out)
 
 int cow_os_allocate_table(uint64_t size, void **address_out)
 {
-    void *address = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *address = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (address == MAP_FAILED)
         return errno;
     *address_out = address;
@@ -108,8 +107,8 @@ int cow_os_protect(uint64_t address, uint64_t length, int writable)
 int cow_os_reserve_fixed(uint64_t address, uint64_t length)
 {
     /* Only ever over a range of our own arena, so MAP_FIXED cannot clobber someone else's memory. */
-    void *result = mmap((void *)address, length, PROT_NONE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    void *result =
+        mmap((void *)address, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     return result == MAP_FAILED ? errno : 0;
 }
 

@@ -1,6 +1,7 @@
 /*
- * cow_resolve.c - making pages private and writable. One routine serves both the fault handler
- * (one page) and cow_view_prepare_write (many pages), so both follow the same protocol.
+ * cow_resolve.c - making pages private and writable, and mapping a snapshot's untouched pages. One
+ * routine serves both the fault handler (one page) and cow_view_prepare_write (many pages), so both
+ * follow the same protocol.
  *
  * A page of a view is PRIVATE when the view's leaf for its segment has refcount 1 and the page's
  * slot has refcount 1: no other view can see that slot. Only private pages are ever mapped
@@ -9,9 +10,8 @@
  *      gains a reference, so all of them are now shared at slot level).
  *   2. If the slot is shared, copy its 4 KiB through the pool window into the slot at position
  *      p % 512 of the view's write chunk (file-contiguous with its neighbours), map that slot
- *      read-write over the page with one mmap, then point the leaf at it and drop the old slot.
- *      Otherwise mprotect the page read-write.
- *   Runs of neighbouring pages whose new slots are contiguous take one mmap/mprotect together.
+ *      read-write over the page, and drop the old slot. Otherwise make the page writable in place.
+ *   Neighbouring pages whose new slots are contiguous take one system call together (cow_map.c).
  * The caller holds the view's lock (shared) and the segment's guard (cow_segment_lock), so no other
  * thread resolves pages of this segment (or its neighbours) of this view, and no snapshot of this
  * view runs, meanwhile.
@@ -21,123 +21,8 @@
 #include <errno.h>
 #include <string.h>
 
+/* Pages resolved with one round of copies and system calls (the handler's largest stack item). */
 #define COW_RESOLVE_BATCH 64u
-
-/* A page's class, or the class it would have if the unpinned pages of [evict_first, evict_end) were
- * unmapped (an empty range: the class it has). */
-static inline int cow_class_unless_evicted(const cow_view_t *view, uint64_t page, uint64_t evict_first,
-                                           uint64_t evict_end)
-{
-    if (page >= evict_first && page < evict_end && !cow_bit(view->pinned_bits, page))
-        return COW_CLASS_UNMAPPED;
-    return cow_page_class(view, page);
-}
-
-static int64_t cow_count_boundaries(cow_view_t *view, uint64_t first, uint64_t last, uint64_t evict_first,
-                                    uint64_t evict_end)
-{
-    if (last >= view->page_count)
-        last = view->page_count - 1;
-    int64_t count = 0;
-    for (uint64_t page = first; page <= last; page++) {
-        if (page == 0) {
-            count++;
-            continue;
-        }
-        int previous_class = cow_class_unless_evicted(view, page - 1, evict_first, evict_end);
-        int current_class = cow_class_unless_evicted(view, page, evict_first, evict_end);
-        if (current_class != previous_class)
-            count++;
-        else if (current_class != COW_CLASS_UNMAPPED &&
-                 cow_slot_of(view, page) != cow_slot_of(view, page - 1) + 1)
-            count++;
-    }
-    return count;
-}
-
-int64_t cow_boundaries(cow_view_t *view, uint64_t first, uint64_t last)
-{
-    return cow_count_boundaries(view, first, last, 0, 0);
-}
-
-int64_t cow_boundaries_if_evicted(cow_view_t *view, uint64_t first, uint64_t end)
-{
-    return cow_count_boundaries(view, first, end, first, end);
-}
-
-void cow_mappings_add(cow_view_t *view, int64_t delta)
-{
-    if (delta == 0)
-        return;
-    cow_add(&view->mappings, delta);
-    cow_add(&view->engine->mappings, delta);
-}
-
-int cow_map_for_read(cow_view_t *view, uint64_t page)
-{
-    uint64_t segment_first = page & ~(uint64_t)(COW_LEAF_PAGES - 1);
-    uint64_t segment_end = segment_first + COW_LEAF_PAGES;
-    if (segment_end > view->page_count)
-        segment_end = view->page_count;
-    uint64_t first = page, end = page + 1;
-    int class = cow_page_class(view, page);
-    if (class == COW_CLASS_UNMAPPED) {
-        /* First touch: map the whole run of untouched pages with contiguous slots around it, so a
-         * sequential reader takes one fault per run, not one per page. */
-        while (first > segment_first && !cow_is_mapped(view, first - 1) &&
-               cow_slot_of(view, first - 1) + 1 == cow_slot_of(view, first))
-            first--;
-        while (end < segment_end && !cow_is_mapped(view, end) &&
-               cow_slot_of(view, end) == cow_slot_of(view, end - 1) + 1)
-            end++;
-    }
-    int64_t before = cow_boundaries(view, first, end);
-    int error = cow_os_map_slots(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT,
-                                 class == COW_CLASS_WRITE, 0, view->engine->memfd,
-                                 (uint64_t)cow_slot_of(view, first) << COW_PAGE_SHIFT);
-    if (error != 0)
-        return error;
-    for (uint64_t p = first; p < end; p++)
-        cow_bit_set(view->mapped_bits, p);
-    cow_mappings_add(view, cow_boundaries(view, first, end) - before);
-    return 0;
-}
-
-/* Maps pages [first, first + count) read-write onto `slots` (their new slots) with one call per run
- * of contiguous slots: mmap where the run contains a fresh copy or a page not mapped yet, mprotect
- * where it does not. Returns the number of pages mapped before the first failure in *mapped_out. */
-static int cow_map_batch(cow_view_t *view, uint64_t first, uint32_t count, const uint32_t *slots,
-                         const uint32_t *old_slots, uint32_t *mapped_out, int *failed_call_out)
-{
-    uint32_t start = 0;
-    while (start < count) {
-        uint32_t end = start + 1;
-        int needs_mmap = old_slots[start] != COW_NONE || !cow_is_mapped(view, first + start);
-        while (end < count && slots[end] == slots[end - 1] + 1) {
-            needs_mmap |= old_slots[end] != COW_NONE || !cow_is_mapped(view, first + end);
-            end++;
-        }
-        uint64_t address = cow_page_address(view, first + start);
-        uint64_t length = (uint64_t)(end - start) << COW_PAGE_SHIFT;
-        int error;
-        if (needs_mmap) {
-            error = cow_os_map_slots(address, length, 1, 1, view->engine->memfd,
-                                     (uint64_t)slots[start] << COW_PAGE_SHIFT);
-            *failed_call_out = COW_CALL_MMAP;
-        } else {
-            error = cow_os_protect(address, length, 1);
-            *failed_call_out = COW_CALL_MPROTECT;
-        }
-        if (error != 0) {
-            *mapped_out = start;
-            return error;
-        }
-        start = end;
-    }
-    *failed_call_out = COW_CALL_NONE;
-    *mapped_out = count;
-    return 0;
-}
 
 static int cow_unshare_leaf(cow_view_t *view, uint32_t segment, cow_release_batch_t *batch)
 {
@@ -151,7 +36,7 @@ static int cow_unshare_leaf(cow_view_t *view, uint32_t segment, cow_release_batc
         return error;
     const uint32_t *from = cow_leaf_entries(engine, shared);
     uint32_t *to = cow_leaf_entries(engine, own);
-    for (uint32_t i = 0; i < COW_LEAF_PAGES; i++) {
+    for (uint32_t i = 0; i < COW_LEAF_ENTRIES; i++) {
         to[i] = from[i];
         if (from[i] != COW_NONE)
             cow_add(&engine->slot_refcounts[from[i]], 1u);
@@ -161,87 +46,96 @@ static int cow_unshare_leaf(cow_view_t *view, uint32_t segment, cow_release_batc
     return 0;
 }
 
-int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count, int trust_writable_bits,
-                              cow_resolve_result_t *result)
+/* One batch of at most COW_RESOLVE_BATCH pages from `page`, stopping at `end` or at a page a
+ * preparation keeps as it is. Copies every shared page into a fresh slot. Fills `slots` (the slot
+ * each page is to map) and `old_slots` (the slot a copy replaces, or COW_NONE). Returns the pages
+ * gathered; *error_out is set if a copy could not get a slot (the pages before it are gathered). */
+static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, cow_resolve_purpose_t purpose,
+                                 cow_release_batch_t *batch, uint32_t *slots, uint32_t *old_slots, int *error_out)
 {
-    int *failed_call_out = &result->failed_call;
     cow_engine_t *engine = view->engine;
-    uint32_t segment = (uint32_t)(first >> COW_LEAF_SHIFT);
+    uint32_t *entries = cow_leaf_entries(engine, view->leaves[cow_segment_of(page)]);
+    uint32_t count = 0;
+    while (count < COW_RESOLVE_BATCH && page + count < end &&
+           !(purpose == COW_RESOLVE_PREPARE && cow_is_writable(view, page + count))) {
+        uint64_t p = page + count;
+        uint32_t slot = entries[p & (COW_SEGMENT_PAGES - 1)];
+        old_slots[count] = COW_NONE;
+        slots[count] = slot;
+        if (cow_load_acquire(&engine->slot_refcounts[slot]) != 1) {
+            uint32_t fresh;
+            int error = cow_copy_slot_take(view, p, batch, &fresh);
+            if (error != 0) {
+                *error_out = error;
+                break;
+            }
+            memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT),
+                   engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT), COW_PAGE_SIZE);
+            old_slots[count] = slot;
+            slots[count] = fresh;
+        }
+        count++;
+    }
+    return count;
+}
+
+/* After mapping a batch: the pages that were mapped keep their copies (the old slots go); the
+ * copies of the others go back. Returns the pages copied. */
+static uint32_t cow_commit_batch(cow_view_t *view, uint64_t page, uint32_t count, uint64_t mapped,
+                                 cow_resolve_purpose_t purpose, cow_release_batch_t *batch, const uint32_t *slots,
+                                 const uint32_t *old_slots)
+{
+    uint32_t copies = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (i < mapped) {
+            if (old_slots[i] != COW_NONE) {
+                cow_slot_release(batch, old_slots[i]);
+                copies++;
+            }
+            cow_bit_set(view->dirty_bits, page + i);
+            if (purpose == COW_RESOLVE_PREPARE) /* prepared for the kernel to write: keep it mapped */
+                cow_bit_set(view->pinned_bits, page + i);
+        } else if (old_slots[i] != COW_NONE) {
+            cow_slot_release(batch, slots[i]);
+        }
+    }
+    return copies;
+}
+
+int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_resolve_purpose_t purpose,
+                      cow_resolve_result_t *result)
+{
+    cow_engine_t *engine = view->engine;
     cow_release_batch_t batch;
     cow_batch_begin(&batch, engine);
-    *failed_call_out = COW_CALL_ALLOCATE;
-
-    int error = cow_unshare_leaf(view, segment, &batch);
-    if (error != 0) {
-        cow_batch_flush(&batch);
-        result->copies = 0;
-        return error;
-    }
-    uint32_t *entries = cow_leaf_entries(engine, view->leaves[segment]);
-    int64_t boundaries_before = cow_boundaries(view, first, first + count);
+    result->failed_call = COW_CALL_ALLOCATE;
+    result->copies = 0;
+    int error = cow_unshare_leaf(view, cow_segment_of(first), &batch);
 
     uint32_t slots[COW_RESOLVE_BATCH], old_slots[COW_RESOLVE_BATCH];
-    uint64_t copies = 0;
-    for (uint32_t done = 0; done < count && error == 0;) {
-        /* Skip pages already known to be writable (only callers outside the handler trust the
-         * bits: a fault on a page whose bit is set must still be resolved with a system call). */
-        uint64_t page = first + done;
-        if (trust_writable_bits && cow_is_writable(view, page)) {
+    uint64_t end = first + count, copies = 0;
+    for (uint64_t page = first; page < end && error == 0;) {
+        /* A preparation keeps pages that are already writable (a fault must still resolve a page
+         * whose bit is set with a system call: the fault says the kernel disagrees). */
+        if (purpose == COW_RESOLVE_PREPARE && cow_is_writable(view, page)) {
             cow_bit_set(view->pinned_bits, page);
-            done++;
+            page++;
             continue;
         }
-        uint32_t batch_count = 0;
-        while (batch_count < COW_RESOLVE_BATCH && done + batch_count < count &&
-               !(trust_writable_bits && cow_is_writable(view, page + batch_count))) {
-            uint64_t p = page + batch_count;
-            uint32_t slot = entries[p & (COW_LEAF_PAGES - 1)];
-            old_slots[batch_count] = COW_NONE;
-            slots[batch_count] = slot;
-            if (cow_load_acquire(&engine->slot_refcounts[slot]) != 1) {
-                uint32_t fresh;
-                error = cow_copy_slot_take(view, p, &batch, &fresh);
-                if (error != 0) {
-                    *failed_call_out = COW_CALL_ALLOCATE;
-                    break;
-                }
-                memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT),
-                       engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT), COW_PAGE_SIZE);
-                old_slots[batch_count] = slot;
-                slots[batch_count] = fresh;
-            }
-            batch_count++;
-        }
-
-        uint32_t mapped = 0;
-        if (batch_count != 0) {
-            int map_error = cow_map_batch(view, page, batch_count, slots, old_slots, &mapped,
-                                          failed_call_out);
+        uint32_t gathered = cow_gather_batch(view, page, end, purpose, &batch, slots, old_slots, &error);
+        uint64_t mapped = 0;
+        if (gathered != 0) {
+            int map_error =
+                cow_map_pages(view, page, page + gathered, COW_CLASS_WRITE, slots, 1, &mapped, &result->failed_call);
             if (error == 0)
                 error = map_error;
+            else
+                result->failed_call = COW_CALL_ALLOCATE;
         }
-        /* Commit what was mapped; give back the copies that were not. */
-        for (uint32_t i = 0; i < batch_count; i++) {
-            uint64_t p = page + i;
-            if (i < mapped) {
-                if (old_slots[i] != COW_NONE) {
-                    entries[p & (COW_LEAF_PAGES - 1)] = slots[i];
-                    cow_slot_release(&batch, old_slots[i]);
-                    copies++;
-                }
-                cow_bit_set(view->mapped_bits, p);
-                cow_bit_set(view->writable_bits, p);
-                cow_bit_set(view->dirty_bits, p);
-                if (trust_writable_bits) /* prepared for the kernel to write: keep it mapped */
-                    cow_bit_set(view->pinned_bits, p);
-            } else if (old_slots[i] != COW_NONE) {
-                cow_slot_release(&batch, slots[i]);
-            }
-        }
-        done += batch_count;
+        copies += cow_commit_batch(view, page, gathered, mapped, purpose, &batch, slots, old_slots);
+        page += gathered;
     }
 
-    cow_mappings_add(view, cow_boundaries(view, first, first + count) - boundaries_before);
     if (copies != 0) {
         cow_add(&engine->pages_copied, copies);
         cow_add(&view->pages_copied, copies);
@@ -249,6 +143,25 @@ int cow_resolve_segment_range(cow_view_t *view, uint64_t first, uint32_t count, 
     cow_batch_flush(&batch);
     result->copies = (uint32_t)copies;
     if (error == 0)
-        *failed_call_out = COW_CALL_NONE;
+        result->failed_call = COW_CALL_NONE;
     return error;
+}
+
+int cow_resolve_read(cow_view_t *view, uint64_t page)
+{
+    if (cow_is_mapped(view, page))
+        return cow_map_refresh(view, page);
+    /* First touch: map the whole run of untouched pages with contiguous slots around it, so a
+     * sequential reader takes one fault per run, not one per page. */
+    uint32_t segment = cow_segment_of(page);
+    uint64_t segment_first = cow_segment_first(segment), segment_end = cow_segment_end(view, segment);
+    uint64_t first = page, end = page + 1;
+    while (first > segment_first && !cow_is_mapped(view, first - 1) &&
+           cow_slot_of(view, first - 1) + 1 == cow_slot_of(view, first))
+        first--;
+    while (end < segment_end && !cow_is_mapped(view, end) && cow_slot_of(view, end) == cow_slot_of(view, end - 1) + 1)
+        end++;
+    uint64_t done;
+    int failed_call;
+    return cow_map_pages(view, first, end, COW_CLASS_READ, NULL, 0, &done, &failed_call);
 }

@@ -1,0 +1,128 @@
+/*
+ * cow_fault.c - one fault that may be ours: find the view it hit, resolve it, stay within the
+ * mapping budget. Runs inside the SIGSEGV handler (cow_signal.c), with every signal blocked, on the
+ * thread that faulted; everything here is async-signal-safe and never waits for managed code.
+ *
+ *   1. Address outside the arena, or its 2 MiB directory entry empty?                   -> not ours.
+ *      A disposed view's range? Say so on stderr (a use after dispose)                   -> not ours.
+ *   2. Read-lock the view, check it is LIVE and the address within its pages.            -> else not ours.
+ *   3. Near the budget? Evict cold segments first (cow_budget.c). Lock the segment's guard (its
+ *      stripe and its neighbours'). A write: make the page private and writable. A read: map the
+ *      untouched run around the page read-only (snapshots are mapped lazily).
+ *   4. Over the budget? Evict again; if only the faulting segment can go, collapse it and map the
+ *      faulting page (and its neighbours) back before returning.
+ * If a step cannot complete, the process cannot continue correctly: cow_die_in_fault.
+ */
+#include "cow_internal.h"
+
+#include <errno.h>
+
+/* Resolves `page` as a write or a read under the segment's guard (which the caller holds). */
+static int cow_fault_resolve_page(cow_view_t *view, uint64_t page, int is_write, cow_resolve_result_t *result)
+{
+    result->failed_call = COW_CALL_MMAP;
+    result->copies = 0;
+    return is_write ? cow_resolve_write(view, page, 1, COW_RESOLVE_FAULT, result) : cow_resolve_read(view, page);
+}
+
+/* Maps a page of a collapsed segment again, as it was (`class`) or as the fault needs it. */
+static void cow_fault_map_back(cow_view_t *view, uint64_t page, int class)
+{
+    cow_resolve_result_t result;
+    int error = cow_fault_resolve_page(view, page, class == COW_CLASS_WRITE, &result);
+    if (error != 0)
+        cow_die_in_fault(cow_page_address(view, page), error, result.failed_call);
+}
+
+/* The faulting segment itself holds the mappings (a single 2 MiB hot spot written all over): unmap
+ * it if that lowers the count, then map back the faulting page and its two neighbours as they were -
+ * one instruction can touch two pages (an unaligned store across a page boundary), and the retried
+ * instruction must find both, or it would fault again, forever. The caller holds the read lock. */
+static void cow_fault_collapse_segment(cow_view_t *view, uint64_t page, int is_write)
+{
+    uint32_t segment = cow_segment_of(page);
+    uint64_t first = cow_segment_first(segment), end = cow_segment_end(view, segment);
+    cow_segment_guard_t guard;
+    cow_segment_lock(view, segment, &guard);
+    int previous_class = page > first ? cow_page_class(view, page - 1) : COW_CLASS_UNMAPPED;
+    int next_class = page + 1 < end ? cow_page_class(view, page + 1) : COW_CLASS_UNMAPPED;
+    int unmapped = 0;
+    if (cow_map_growth_if_unmapped(view, first, end, 0) < 0)
+        cow_map_unmap(view, first, end, 1, &unmapped);
+    if (unmapped) {
+        cow_add(&view->engine->evictions, 1u);
+        cow_fault_map_back(view, page, is_write ? COW_CLASS_WRITE : COW_CLASS_READ);
+        if (previous_class != COW_CLASS_UNMAPPED)
+            cow_fault_map_back(view, page - 1, previous_class);
+        if (next_class != COW_CLASS_UNMAPPED)
+            cow_fault_map_back(view, page + 1, next_class);
+    }
+    cow_segment_unlock(&guard);
+}
+
+/* Steps 3 and 4 for a fault on `page` of `view`, whose read lock the caller holds. */
+static void cow_fault_resolve_in_view(cow_view_t *view, uint64_t page, int is_write, uint64_t address)
+{
+    cow_engine_t *engine = view->engine;
+    uint32_t segment = cow_segment_of(page);
+    cow_budget_holder_t holder = {COW_HOLDING_FAULT, view, segment};
+    /* Resolving can add two mappings (a page split out of the middle of a run): make room first, so
+     * the budget is exceeded at most by what the faults running at this moment add. A fault always
+     * goes on, whatever the budget says. */
+    (void)cow_budget_make_room(engine, 2, &holder);
+    cow_resolve_result_t result;
+    int error = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        cow_segment_guard_t guard;
+        cow_segment_lock(view, segment, &guard);
+        error = cow_fault_resolve_page(view, page, is_write, &result);
+        cow_segment_unlock(&guard);
+        if (error != ENOMEM)
+            break;
+        /* The kernel is out of mappings (the rest of the process may be using them): unmap as many of
+         * ours as we can, then try once more. */
+        (void)cow_budget_make_room(engine, COW_BUDGET_EVERYTHING, &holder);
+    }
+    if (error != 0)
+        cow_die_in_fault(address, error, result.failed_call);
+    if (is_write) {
+        cow_add(&view->write_faults, 1u);
+        cow_add(&engine->write_faults, 1u);
+        if (result.copies != 0)
+            cow_add(&engine->copy_faults, 1u);
+    } else {
+        cow_add(&engine->read_faults, 1u);
+    }
+    if (cow_budget_make_room(engine, 0, &holder) != 0)
+        cow_fault_collapse_segment(view, page, is_write);
+}
+
+int cow_fault_resolve(uint64_t address, int is_write)
+{
+    cow_process_t *process = cow_process();
+    if (process == NULL || address - process->arena_base >= process->arena_size)
+        return 0;
+    uint32_t entry = cow_load_acquire(&process->directory[(address - process->arena_base) >> COW_SEGMENT_SHIFT]);
+    if ((entry & COW_DIRECTORY_DISPOSED) != 0) {
+        cow_report_use_after_dispose(address, (entry & ~COW_DIRECTORY_DISPOSED) - 1);
+        return 0;
+    }
+    if (entry == 0 || entry > process->view_capacity)
+        return 0;
+    cow_view_t *view = &process->views[entry - 1];
+
+    cow_read_lock(&view->lock);
+    if (view->state != COW_VIEW_LIVE || address < view->base || address >= cow_view_end(view)) {
+        /* Disposed a moment ago, before its directory entries were flagged. */
+        int disposed = view->state == COW_VIEW_DISPOSED && address >= view->base && address < cow_view_end(view);
+        cow_read_unlock(&view->lock);
+        if (disposed)
+            cow_report_use_after_dispose(address, entry - 1);
+        return 0;
+    }
+    cow_add(&view->engine->faults_in_flight, 1u);
+    cow_fault_resolve_in_view(view, (address - view->base) >> COW_PAGE_SHIFT, is_write, address);
+    cow_sub(&view->engine->faults_in_flight, 1u);
+    cow_read_unlock(&view->lock);
+    return 1;
+}

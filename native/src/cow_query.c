@@ -1,0 +1,116 @@
+/*
+ * cow_query.c - what the page table says: the pages two views differ in, the pages written since
+ * the last freeze (get and reset), statistics, and the lookups tests use.
+ */
+#include "cow_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Sets the bits of the pages of one segment whose slots differ; returns how many. */
+static uint64_t cow_diff_segment(cow_view_t *a, uint32_t segment, uint32_t leaf_a, uint32_t leaf_b, uint64_t *bits_out)
+{
+    const uint32_t *entries_a = cow_leaf_entries(a->engine, leaf_a);
+    const uint32_t *entries_b = cow_leaf_entries(a->engine, leaf_b);
+    uint64_t first = cow_segment_first(segment), end = cow_segment_end(a, segment), count = 0;
+    for (uint64_t p = first; p < end; p++) {
+        uint32_t i = (uint32_t)(p - first);
+        if (cow_load_relaxed(&entries_a[i]) != cow_load_relaxed(&entries_b[i])) {
+            cow_bit_set(bits_out, p);
+            count++;
+        }
+    }
+    return count;
+}
+
+int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *count_out)
+{
+    *count_out = 0;
+    if (!cow_view_shape_is_valid(a) || !cow_view_shape_is_valid(b) || a->engine != b->engine ||
+        a->page_count != b->page_count)
+        return EINVAL;
+    if (a == b)
+        return cow_load_acquire(&a->state) == COW_VIEW_LIVE ? 0 : EINVAL;
+    cow_views_lock(a, b, 0);
+    if (a->state != COW_VIEW_LIVE || b->state != COW_VIEW_LIVE) {
+        cow_views_unlock(a, b, 0);
+        return EINVAL;
+    }
+    uint64_t count = 0;
+    for (uint32_t g = 0; g < a->segment_count; g++) {
+        uint32_t leaf_a = cow_load_acquire(&a->leaves[g]), leaf_b = cow_load_acquire(&b->leaves[g]);
+        if (leaf_a != leaf_b) /* one leaf: identical pages, whatever the segment holds */
+            count += cow_diff_segment(a, g, leaf_a, leaf_b, bits_out);
+    }
+    cow_views_unlock(a, b, 0);
+    *count_out = count;
+    return 0;
+}
+
+int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_out)
+{
+    *count_out = 0;
+    if (cow_view_lock_live(view, 1) != 0)
+        return EINVAL;
+    memcpy(bits_out, view->dirty_bits, cow_bitmap_words(view) * sizeof(uint64_t));
+    uint64_t count = 0;
+    for (uint64_t word = 0; word < cow_bitmap_words(view); word++)
+        count += (uint64_t)__builtin_popcountll(bits_out[word]);
+    int error = cow_view_freeze(view, 1);
+    cow_write_unlock(&view->lock);
+    *count_out = error == 0 ? count : 0;
+    return error;
+}
+
+/* Adds one segment's pages to the statistics. */
+static void cow_stats_segment(cow_view_t *view, uint32_t segment, cow_view_stats_t *stats)
+{
+    cow_engine_t *engine = view->engine;
+    uint32_t leaf = cow_load_acquire(&view->leaves[segment]);
+    int leaf_private = cow_load_relaxed(&engine->leaf_refcounts[leaf]) == 1;
+    const uint32_t *entries = cow_leaf_entries(engine, leaf);
+    uint64_t first = cow_segment_first(segment), end = cow_segment_end(view, segment);
+    for (uint64_t page = first; page < end; page++) {
+        uint32_t slot = cow_load_relaxed(&entries[page - first]);
+        if (leaf_private && cow_load_relaxed(&engine->slot_refcounts[slot]) == 1)
+            stats->private_pages++;
+        else
+            stats->shared_pages++;
+        stats->writable_pages += (uint64_t)cow_is_writable(view, page);
+        stats->mapped_pages += (uint64_t)cow_is_mapped(view, page);
+    }
+}
+
+int cow_view_stats(cow_view_t *view, cow_view_stats_t *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    if (cow_view_lock_live(view, 0) != 0)
+        return EINVAL;
+    for (uint32_t g = 0; g < view->segment_count; g++)
+        cow_stats_segment(view, g, stats);
+    stats->mappings = cow_load_relaxed(&view->mappings);
+    stats->write_faults = cow_load_relaxed(&view->write_faults);
+    stats->pages_copied = cow_load_relaxed(&view->pages_copied);
+    cow_read_unlock(&view->lock);
+    return 0;
+}
+
+int64_t cow_view_count_mappings(cow_view_t *view)
+{
+    if (!cow_view_shape_is_valid(view))
+        return -EINVAL;
+    cow_read_lock(&view->lock);
+    int64_t count = view->state == COW_VIEW_LIVE ? cow_map_boundaries(view, 0, view->page_count - 1) : 0;
+    cow_read_unlock(&view->lock);
+    return count;
+}
+
+uint32_t cow_view_slot_of(cow_view_t *view, uint64_t page)
+{
+    if (!cow_view_shape_is_valid(view))
+        return COW_NONE;
+    cow_read_lock(&view->lock);
+    uint32_t slot = view->state == COW_VIEW_LIVE && page < view->page_count ? cow_slot_of(view, page) : COW_NONE;
+    cow_read_unlock(&view->lock);
+    return slot;
+}

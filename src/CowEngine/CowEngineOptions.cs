@@ -17,7 +17,7 @@ public sealed class CowEngineOptions
     /// <c>vm.max_map_count</c> mappings (65,530 by default) and refuses mmap and mprotect beyond
     /// that. Past the budget the engine unmaps cold 2 MiB stretches of its views (mapped again on
     /// their next touch); <c>CreateRegion</c>, <c>Snapshot</c> and <c>RestoreTo</c> throw
-    /// <see cref="MappingBudgetExceededException"/>, changing nothing, only when that cannot make
+    /// <see cref="CowMappingBudgetExceededException"/>, changing nothing, only when that cannot make
     /// room. Pages pinned by <c>PrepareForWrite</c>/<c>PrepareForRead</c> are never unmapped, so
     /// pinning many scattered pages can hold the engine above its budget until the view's next
     /// snapshot. While a fault is being resolved the engine can be up to two mappings over the

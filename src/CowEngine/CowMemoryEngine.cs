@@ -1,4 +1,3 @@
-using System.Globalization;
 using CowEngine.Interop;
 using CowEngine.Internal;
 using Microsoft.Extensions.Logging;
@@ -26,7 +25,6 @@ public sealed unsafe class CowMemoryEngine : IDisposable
 
     private readonly Lock _viewsGate = new();
     private readonly Dictionary<uint, WeakReference<CowView>> _views = new();
-    private readonly int _maxMapCount;
     private bool _disposed;
 
     /// <summary>Creates an engine.</summary>
@@ -45,8 +43,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         long capacity = options.CapacityBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / PageSize * PageSize;
         if (capacity <= 0 || capacity % PageSize != 0)
             throw new ArgumentOutOfRangeException(nameof(options), capacity, "CapacityBytes must be a positive multiple of 4096.");
-        _maxMapCount = SystemLimits.MaxMapCount();
-        MappingBudget = options.MappingBudget ?? _maxMapCount / 2;
+        MaxMapCount = SystemLimits.MaxMapCount();
+        MappingBudget = options.MappingBudget ?? MaxMapCount / 2;
         if (MappingBudget < 4)
             throw new ArgumentOutOfRangeException(nameof(options), MappingBudget, "MappingBudget must be at least 4.");
         CapacityBytes = capacity;
@@ -63,7 +61,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget);
         Reclaimer = new SlotReclaimer(Handle);
         _ = ProcessTables.Table; // installs the handler on first use
-        Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, _maxMapCount);
+        Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, MaxMapCount);
         CowMetrics.Register(this);
     }
 
@@ -72,6 +70,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     internal SlotReclaimer Reclaimer { get; }
 
     internal ILogger Logger { get; }
+
+    /// <summary>vm.max_map_count when the engine was made (the budget's default is half of it).</summary>
+    internal int MaxMapCount { get; }
 
     /// <summary>Completed <see cref="CowView.RestoreTo"/> calls (for <see cref="CowMetrics"/>).</summary>
     internal long RestoreCount;
@@ -94,7 +95,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     /// <returns>The region; dispose it when done.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The size is not positive, not page-aligned, or larger than the capacity.</exception>
     /// <exception cref="CowCapacityExceededException">The engine's capacity is in use by other views.</exception>
-    /// <exception cref="MappingBudgetExceededException">No mapping budget is left.</exception>
+    /// <exception cref="CowMappingBudgetExceededException">No mapping budget is left.</exception>
     /// <exception cref="ObjectDisposedException">The engine is disposed.</exception>
     public CowView CreateRegion(long lengthBytes, bool trackWrites = false)
     {
@@ -106,11 +107,11 @@ public sealed unsafe class CowMemoryEngine : IDisposable
 
         long pages = lengthBytes / PageSize;
         ViewHandle handle = ViewHandle.Allocate(this, pages);
-        int error = CowNative.RegionCreate(handle.Entry, trackWrites ? 1 : 0);
+        int error = CowNative.RegionCreate(handle, trackWrites ? 1 : 0);
         if (error != 0)
         {
             handle.Dispose();
-            throw Failure(error, "creating a region");
+            throw Errno.ToException(error, "creating a region", this);
         }
         return Track(new CowView(this, handle, isSnapshot: false));
     }
@@ -119,6 +120,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     /// <exception cref="ObjectDisposedException">The engine is disposed.</exception>
     public CowEngineStats GetStats()
     {
+        // The counters are read from the table directly, not through a call: hold it meanwhile.
         bool added = false;
         Handle.DangerousAddRef(ref added);
         try
@@ -179,12 +181,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         }
     }
 
-    /// <summary>Mappings in use: the views', one gap after each view in the arena, and the pool window.</summary>
-    internal long CurrentMappings()
-    {
-        CowEngineTable* table = Handle.Table;
-        return Volatile.Read(ref table->Mappings) + Volatile.Read(ref table->LiveViews) + 1;
-    }
+    /// <summary>Mappings in use, as the budget counts them (the shim's one definition of the count).</summary>
+    /// <exception cref="ObjectDisposedException">The engine is disposed.</exception>
+    internal long CurrentMappings() => CowNative.EngineMappingCount(Handle);
 
     internal CowView Track(CowView view)
     {
@@ -210,18 +209,4 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     }
 
     internal void OnViewDisposeFailed(int error) => Log.ViewDisposeFailed(Logger, Errno.NameOf(error));
-
-    internal Exception Failure(int error, string operation)
-    {
-        if (error == Errno.EDQUOT || error == Errno.ENOMEM)
-        {
-            Log.MappingBudgetReached(Logger, operation, MappingBudget, _maxMapCount);
-            return Errno.ToException(error, string.Create(CultureInfo.InvariantCulture,
-                $"{operation} (the engine uses {CurrentMappings()} mappings of its budget of {MappingBudget}; vm.max_map_count is {_maxMapCount})"));
-        }
-        if (error == Errno.ENOSPC)
-            Log.CapacityReached(Logger, operation, CapacityBytes);
-        return Errno.ToException(error, operation);
-    }
-
 }

@@ -30,12 +30,10 @@ namespace CowEngine;
 /// </remarks>
 public sealed unsafe class CowView : IDisposable
 {
-    private readonly ViewHandle _handle;
-
     internal CowView(CowMemoryEngine engine, ViewHandle handle, bool isSnapshot)
     {
         Engine = engine;
-        _handle = handle;
+        Handle = handle;
         IsSnapshot = isSnapshot;
         PageCount = (long)handle.Entry->PageCount;
         Length = PageCount * CowMemoryEngine.PageSize;
@@ -62,9 +60,16 @@ public sealed unsafe class CowView : IDisposable
     public bool IsSnapshot { get; }
 
     /// <summary>True once <see cref="Dispose"/> was called (or the engine was disposed).</summary>
-    public bool IsDisposed => _handle.IsClosed;
+    public bool IsDisposed => Handle.IsClosed;
 
     internal uint Index { get; }
+
+    /// <summary>
+    /// The view's handle. Passing it to the native calls holds a reference for the call (the
+    /// generated marshalling add-refs it, and throws ObjectDisposedException once it is closed);
+    /// <see cref="CowViewLease"/> holds one for longer.
+    /// </summary>
+    internal ViewHandle Handle { get; }
 
     /// <summary>The whole view as a span.</summary>
     /// <exception cref="InvalidOperationException">The view is larger than 2 GiB - 1 bytes: use <see cref="AsSpan(long, int)"/>.</exception>
@@ -109,28 +114,30 @@ public sealed unsafe class CowView : IDisposable
     /// </summary>
     /// <returns>The snapshot; dispose it when done.</returns>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
-    /// <exception cref="MappingBudgetExceededException">The snapshot would exceed the mapping budget; nothing changed.</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The snapshot would exceed the mapping budget; nothing changed.</exception>
     /// <exception cref="CowSystemException">A system call failed; both views are unchanged.</exception>
     public CowView Snapshot()
     {
-        bool added = false;
-        _handle.DangerousAddRef(ref added);
+        // Not worth renting an entry for a view that is already disposed; one disposed meanwhile
+        // makes the call below throw ObjectDisposedException.
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ViewHandle target = ViewHandle.Allocate(Engine, PageCount);
+        int error;
         try
         {
-            ViewHandle target = ViewHandle.Allocate(Engine, PageCount);
-            int error = CowNative.ViewSnapshot(_handle.Entry, target.Entry);
-            if (error != 0)
-            {
-                target.Dispose();
-                throw Engine.Failure(error, "taking a snapshot");
-            }
-            return Engine.Track(new CowView(Engine, target, isSnapshot: true));
+            error = CowNative.ViewSnapshot(Handle, target);
         }
-        finally
+        catch
         {
-            if (added)
-                _handle.DangerousRelease();
+            target.Dispose();
+            throw;
         }
+        if (error != 0)
+        {
+            target.Dispose();
+            throw Errno.ToException(error, "taking a snapshot", Engine);
+        }
+        return Engine.Track(new CowView(Engine, target, isSnapshot: true));
     }
 
     /// <summary>
@@ -143,13 +150,13 @@ public sealed unsafe class CowView : IDisposable
     /// <param name="source">A live view of the same engine and the same size; usually a snapshot of this view.</param>
     /// <exception cref="ArgumentException">The source belongs to another engine or has another size.</exception>
     /// <exception cref="ObjectDisposedException">Either view is disposed.</exception>
-    /// <exception cref="MappingBudgetExceededException">The restore could exceed the mapping budget; nothing changed.</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The restore could exceed the mapping budget; nothing changed.</exception>
     /// <exception cref="CowSystemException">A system call failed; nothing changed.</exception>
     public void RestoreTo(CowView source)
     {
         ArgumentNullException.ThrowIfNull(source);
         CheckSameShape(source, nameof(source));
-        WithBoth(source, (a, b) => CowNative.ViewRestore(a, b), "restoring a view");
+        Errno.ThrowIfFailed(CowNative.ViewRestore(Handle, source.Handle), "restoring a view", Engine);
         Interlocked.Increment(ref Engine.RestoreCount);
         Engine.Reclaimer.Signal();
     }
@@ -170,12 +177,9 @@ public sealed unsafe class CowView : IDisposable
         ArgumentNullException.ThrowIfNull(other);
         CheckSameShape(other, nameof(other));
         var bits = new ulong[ViewHandle.BitmapWords(PageCount)];
-        ulong count = 0;
-        fixed (ulong* bitsPointer = bits)
-        {
-            ulong* p = bitsPointer;
-            WithBoth(other, (a, b) => CowNative.ViewDiff(a, b, p, out count), "comparing views");
-        }
+        ulong count;
+        fixed (ulong* p = bits)
+            Errno.ThrowIfFailed(CowNative.ViewDiff(Handle, other.Handle, p, out count), "comparing views", Engine);
         return new CowPageSet(bits, PageCount, (long)count);
     }
 
@@ -191,23 +195,9 @@ public sealed unsafe class CowView : IDisposable
     public CowPageSet TakeDirtyPages()
     {
         var bits = new ulong[ViewHandle.BitmapWords(PageCount)];
-        ulong count = 0;
-        bool added = false;
-        _handle.DangerousAddRef(ref added);
-        try
-        {
-            fixed (ulong* p = bits)
-            {
-                int error = CowNative.ViewTakeDirty(_handle.Entry, p, out count);
-                if (error != 0)
-                    throw Engine.Failure(error, "collecting dirty pages");
-            }
-        }
-        finally
-        {
-            if (added)
-                _handle.DangerousRelease();
-        }
+        ulong count;
+        fixed (ulong* p = bits)
+            Errno.ThrowIfFailed(CowNative.ViewTakeDirty(Handle, p, out count), "collecting dirty pages", Engine);
         return new CowPageSet(bits, PageCount, (long)count);
     }
 
@@ -222,7 +212,7 @@ public sealed unsafe class CowView : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     /// <exception cref="CowCapacityExceededException">No slot was left for a copy; pages before it were prepared.</exception>
-    /// <exception cref="MappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count); pages before it were prepared.</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count); pages before it were prepared.</exception>
     public void PrepareForWrite(long offset, long length) =>
         PreparePages(offset, length, &CowNative.ViewPrepareWrite, "preparing pages for writing");
 
@@ -236,12 +226,12 @@ public sealed unsafe class CowView : IDisposable
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
-    /// <exception cref="MappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count).</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count).</exception>
     public void PrepareForRead(long offset, long length) =>
         PreparePages(offset, length, &CowNative.ViewPrepareRead, "preparing pages for reading");
 
     /// <summary>Runs a prepare call on the pages covering a byte range (rounded out to pages).</summary>
-    private void PreparePages(long offset, long length, delegate*<CowViewEntry*, ulong, ulong, int> prepare, string what)
+    private void PreparePages(long offset, long length, delegate*<ViewHandle, ulong, ulong, int> prepare, string what)
     {
         CheckRange(offset, length);
         ObjectDisposedException.ThrowIf(IsDisposed, this);
@@ -249,19 +239,7 @@ public sealed unsafe class CowView : IDisposable
             return;
         ulong first = (ulong)offset / CowMemoryEngine.PageSize;
         ulong end = ((ulong)(offset + length) + CowMemoryEngine.PageSize - 1) / CowMemoryEngine.PageSize;
-        bool added = false;
-        _handle.DangerousAddRef(ref added);
-        try
-        {
-            int error = prepare(_handle.Entry, first, end - first);
-            if (error != 0)
-                throw Engine.Failure(error, what);
-        }
-        finally
-        {
-            if (added)
-                _handle.DangerousRelease();
-        }
+        Errno.ThrowIfFailed(prepare(Handle, first, end - first), what, Engine);
     }
 
     /// <summary>Counts this view's private and shared pages and reads its counters.</summary>
@@ -270,52 +248,16 @@ public sealed unsafe class CowView : IDisposable
     public CowViewStats GetStats()
     {
         CowViewStatsNative stats;
-        bool added = false;
-        _handle.DangerousAddRef(ref added);
-        try
-        {
-            Errno.ThrowIfFailed(CowNative.ViewStats(_handle.Entry, &stats), "reading view statistics");
-        }
-        finally
-        {
-            if (added)
-                _handle.DangerousRelease();
-        }
+        Errno.ThrowIfFailed(CowNative.ViewStats(Handle, &stats), "reading view statistics");
         return new CowViewStats((long)stats.PrivatePages, (long)stats.SharedPages, (long)stats.WritablePages,
             (long)stats.MappedPages, stats.Mappings, (long)stats.WriteFaults, (long)stats.PagesCopied);
     }
 
     /// <summary>The slot (4 KiB of the pool file) behind a page; for tests and diagnostics.</summary>
-    internal uint SlotOf(long page)
-    {
-        bool added = false;
-        _handle.DangerousAddRef(ref added);
-        try
-        {
-            return CowNative.ViewSlotOf(_handle.Entry, (ulong)page);
-        }
-        finally
-        {
-            if (added)
-                _handle.DangerousRelease();
-        }
-    }
+    internal uint SlotOf(long page) => CowNative.ViewSlotOf(Handle, (ulong)page);
 
     /// <summary>Recounts the view's mappings from its page table; for tests.</summary>
-    internal long CountMappings()
-    {
-        bool added = false;
-        _handle.DangerousAddRef(ref added);
-        try
-        {
-            return CowNative.ViewCountMappings(_handle.Entry);
-        }
-        finally
-        {
-            if (added)
-                _handle.DangerousRelease();
-        }
-    }
+    internal long CountMappings() => CowNative.ViewCountMappings(Handle);
 
     /// <summary>
     /// Releases the view: its range becomes inaccessible and every page no other view references
@@ -323,29 +265,7 @@ public sealed unsafe class CowView : IDisposable
     /// again does nothing. If another thread is inside a call on this view, the release happens when
     /// that call returns.
     /// </summary>
-    public void Dispose() => _handle.Dispose();
-
-    private delegate int PairOperation(CowViewEntry* self, CowViewEntry* other);
-
-    private void WithBoth(CowView other, PairOperation operation, string what)
-    {
-        bool selfAdded = false, otherAdded = false;
-        try
-        {
-            _handle.DangerousAddRef(ref selfAdded);
-            other._handle.DangerousAddRef(ref otherAdded);
-            int error = operation(_handle.Entry, other._handle.Entry);
-            if (error != 0)
-                throw Engine.Failure(error, what);
-        }
-        finally
-        {
-            if (otherAdded)
-                other._handle.DangerousRelease();
-            if (selfAdded)
-                _handle.DangerousRelease();
-        }
-    }
+    public void Dispose() => Handle.Dispose();
 
     private void CheckSameShape(CowView other, string parameterName)
     {

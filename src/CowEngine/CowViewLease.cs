@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using CowEngine.Internal;
 
 namespace CowEngine;
@@ -6,10 +5,11 @@ namespace CowEngine;
 /// <summary>
 /// A reference on a view's handle that keeps the view alive while held: <see cref="CowView.Dispose"/>
 /// called meanwhile returns at once, and the view is released (its range made inaccessible, its
-/// pages returned, IsDisposed true) only when the last lease and API call in flight are gone. The view's own API calls
-/// hold the same kind of reference for their duration; the types layered over a view
-/// (<see cref="CowMemoryManager{T}"/>, <see cref="CowViewStream"/>, <see cref="CowViewFile"/>) hold
-/// one while they touch its memory, so a concurrent Dispose cannot unmap it under them.
+/// pages returned, IsDisposed true) only when the last lease and API call in flight are gone. The
+/// view's own API calls hold the same kind of reference for their duration (the interop
+/// marshalling takes it); the types layered over a view (<see cref="CowMemoryManager{T}"/>,
+/// <see cref="CowViewStream"/>, <see cref="CowViewFile"/>) hold one while they touch its memory, so
+/// a concurrent Dispose cannot unmap it under them.
 /// </summary>
 internal readonly struct CowViewLease : IDisposable
 {
@@ -21,7 +21,7 @@ internal readonly struct CowViewLease : IDisposable
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     public static CowViewLease Acquire(CowView view)
     {
-        ViewHandle handle = HandleOf(view);
+        ViewHandle handle = view.Handle;
         bool added = false;
         try
         {
@@ -42,11 +42,5 @@ internal readonly struct CowViewLease : IDisposable
     /// Releases a lease taken on <paramref name="view"/> earlier and not kept as a value (a lease is
     /// one reference on the view's handle, the same whichever call took it).
     /// </summary>
-    public static void Release(CowView view) => HandleOf(view).DangerousRelease();
-
-    // CowView keeps its handle private; this reads the field without widening CowView's surface.
-    // (If the field is renamed, the first lease throws MissingFieldException, and every test of
-    // the layered types fails at once.)
-    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_handle")]
-    private static extern ref ViewHandle HandleOf(CowView view);
+    public static void Release(CowView view) => view.Handle.DangerousRelease();
 }

@@ -29,13 +29,13 @@ public sealed class CowSystemException : IOException
 /// An operation would take the engine past its mapping budget: the share of the kernel's
 /// per-process mapping limit (<c>vm.max_map_count</c>) that the engine may use. Nothing was changed.
 /// </summary>
-public sealed class MappingBudgetExceededException : InvalidOperationException
+public sealed class CowMappingBudgetExceededException : InvalidOperationException
 {
     /// <summary>Creates the exception.</summary>
-    public MappingBudgetExceededException(string message) : base(message) { }
+    public CowMappingBudgetExceededException(string message) : base(message) { }
 
     /// <summary>Creates the exception with the system error behind it.</summary>
-    public MappingBudgetExceededException(string message, Exception inner) : base(message, inner) { }
+    public CowMappingBudgetExceededException(string message, Exception inner) : base(message, inner) { }
 }
 
 /// <summary>The engine's slot capacity (<see cref="CowEngineOptions.CapacityBytes"/>) is exhausted.</summary>

@@ -53,7 +53,7 @@ internal abstract class Worker
             {
                 Step();
             }
-            catch (MappingBudgetExceededException exception)
+            catch (CowMappingBudgetExceededException exception)
             {
                 // The working set is sized so that this cannot happen with the default budget, and
                 // with --mapping-budget the engine promises to evict instead of refusing.

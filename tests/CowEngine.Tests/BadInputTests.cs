@@ -335,9 +335,9 @@ public sealed class BadInputTests
         Assert.True(engine.GetStats().Mappings > budget, $"the engine uses only {engine.GetStats().Mappings} mappings");
         Console.WriteLine($"every other page of the kept snapshot prepared (pinned): {engine.GetStats()}");
 
-        var fromRegion = Assert.Throws<MappingBudgetExceededException>(() => region.Snapshot());
+        var fromRegion = Assert.Throws<CowMappingBudgetExceededException>(() => region.Snapshot());
         Assert.Contains("vm.max_map_count", fromRegion.Message, StringComparison.Ordinal);
-        var fromEngine = Assert.Throws<MappingBudgetExceededException>(() => engine.CreateRegion(PageSize));
+        var fromEngine = Assert.Throws<CowMappingBudgetExceededException>(() => engine.CreateRegion(PageSize));
         Assert.Contains("vm.max_map_count", fromEngine.Message, StringComparison.Ordinal);
 
         Assert.Equal(2, engine.GetStats().LiveViews);
@@ -384,7 +384,7 @@ public sealed class BadInputTests
                 {
                     snapshots.Add(region.Snapshot());
                 }
-                catch (MappingBudgetExceededException)
+                catch (CowMappingBudgetExceededException)
                 {
                     break;
                 }
@@ -436,7 +436,7 @@ public sealed class BadInputTests
                 {
                     snapshots.Add(region.Snapshot());
                 }
-                catch (MappingBudgetExceededException)
+                catch (CowMappingBudgetExceededException)
                 {
                     break;
                 }
@@ -520,7 +520,7 @@ public sealed class BadInputTests
         {
             snapshot = region.Snapshot();
         }
-        catch (MappingBudgetExceededException e)
+        catch (CowMappingBudgetExceededException e)
         {
             CowViewStats stats = region.GetStats();
             Assert.Fail($"the snapshot was refused although the source's own {stats.Mappings} mappings (none pinned) could be evicted: {e.Message}");
@@ -536,11 +536,11 @@ public sealed class BadInputTests
     [Fact]
     public async Task ApiCallsFindEvictableSegmentsEvenWhenTheProcessHasThousandsOfOtherViews()
     {
-        // The eviction clock walks the process-wide view table. Thousands of views of another
-        // engine (here kept alive on purpose; in an application, any other engine's, or this one's
-        // untouched snapshots) must not hide this engine's evictable segment from a call that needs
-        // room. In a child process, so that the view table holds exactly this test's views: the
-        // crowd first, then this engine's.
+        // The eviction clock walks the engine's own list of live views; it once walked the whole
+        // process view table, where thousands of views of another engine (here kept alive on
+        // purpose) could hide this engine's evictable segment from a call that needs room. In a
+        // child process, so that the view table holds exactly this test's views: the crowd first,
+        // then this engine's, the order in which a process-wide walk would meet them.
         if (!IsolatedTest.IsChildFor(nameof(ApiCallsFindEvictableSegmentsEvenWhenTheProcessHasThousandsOfOtherViews)))
         {
             await IsolatedTest.RunAndAssertPassedAsync(typeof(BadInputTests), nameof(ApiCallsFindEvictableSegmentsEvenWhenTheProcessHasThousandsOfOtherViews), TimeSpan.FromSeconds(30));
@@ -569,7 +569,7 @@ public sealed class BadInputTests
                 using CowView snapshot = region.Snapshot();
                 using CowView small = engine.CreateRegion(PageSize);
             }
-            catch (MappingBudgetExceededException e)
+            catch (CowMappingBudgetExceededException e)
             {
                 Assert.Fail($"refused with an evictable segment of {fragmented.GetStats().Mappings} mappings available: {e.Message}");
             }

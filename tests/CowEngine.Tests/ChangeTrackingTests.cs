@@ -222,7 +222,7 @@ public sealed unsafe class ChangeTrackingTests
         CowEngineStats before = engine.GetStats();
         Assert.True(before.Mappings == Budget, $"the setup should use the budget exactly: {before}");
 
-        Assert.Throws<MappingBudgetExceededException>(() => snapshot.Snapshot());
+        Assert.Throws<CowMappingBudgetExceededException>(() => snapshot.Snapshot());
 
         Assert.Equal(2, snapshot.Pointer[TouchOffset]);
         CowPageSet dirty = snapshot.TakeDirtyPages();
@@ -249,7 +249,7 @@ public sealed unsafe class ChangeTrackingTests
             region.PrepareForWrite(page * PageSize, 1);
         CowEngineStats before = engine.GetStats();
         Assert.True(before.Mappings == Budget, $"the setup should use the budget exactly: {before}");
-        Assert.Throws<MappingBudgetExceededException>(() => snapshot.Snapshot());
+        Assert.Throws<CowMappingBudgetExceededException>(() => snapshot.Snapshot());
 
         (int readEnd, int writeEnd) = Support.LibC.CreatePipe();
         try

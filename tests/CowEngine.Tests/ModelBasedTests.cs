@@ -41,7 +41,7 @@ public sealed class ModelBasedTests
     {
         // A budget of 48 mappings for up to 8 views of up to 1,040 pages: the engine must evict
         // (unmap) segments constantly and map them again on the next touch. Contents must never
-        // notice. An API call may refuse with MappingBudgetExceededException; then nothing changed.
+        // notice. An API call may refuse with CowMappingBudgetExceededException; then nothing changed.
         // Runs in a child process: a fault the engine cannot complete (it keeps evicting the page
         // it has just mapped) would hang the thread inside the signal handler, where even the GC
         // cannot stop it, so it would hang the whole test process.
@@ -178,7 +178,7 @@ public sealed class ModelBasedTests
                 result = call();
                 return true;
             }
-            catch (MappingBudgetExceededException e) when (_mappingBudget is not null)
+            catch (CowMappingBudgetExceededException e) when (_mappingBudget is not null)
             {
                 _refusals++;
                 Record($"  refused: {e.Message}");

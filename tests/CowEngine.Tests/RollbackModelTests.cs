@@ -28,7 +28,7 @@ namespace CowEngine.Tests;
 /// whose slots the restore changed count as dirty (they may differ from the reference contents),
 /// and the source keeps its dirty pages although the restore write-protects them.</para>
 /// <para>Under a tight mapping budget the engine evicts segments all the time, and API calls may be
-/// refused with MappingBudgetExceededException, documented to change nothing: the model then
+/// refused with CowMappingBudgetExceededException, documented to change nothing: the model then
 /// changes nothing either (a refused Snapshot() is no reference point), and the periodic full
 /// check compares every view with it.</para>
 /// <para>Replay: each run prints its seed; set COWENGINE_SEED to run that seed in the random-seed
@@ -306,7 +306,7 @@ public sealed class RollbackModelTests
             long start = PickPage() * PageSize + _random.Next(PageSize);
             long length = Math.Min(_random.Next(1, 3 * PageSize), (long)Pages * PageSize - start);
             Begin($"{target.Name}.PrepareForWrite([{start}, +{length}))");
-            // Documented: on MappingBudgetExceededException the pages before the failure were
+            // Documented: on CowMappingBudgetExceededException the pages before the failure were
             // prepared. The model marks the whole range as possibly written either way: a page that
             // was not prepared then only widens the "may have been written" sets.
             TryUnderBudget(() => { target.View.PrepareForWrite(start, length); return true; }, out _);
@@ -388,7 +388,7 @@ public sealed class RollbackModelTests
         }
 
         /// <summary>
-        /// Under a tight budget an API call may be refused with MappingBudgetExceededException, which
+        /// Under a tight budget an API call may be refused with CowMappingBudgetExceededException, which
         /// documents that nothing changed (the periodic full check compares every view with the
         /// model). Under the default budget no refusal is expected.
         /// </summary>
@@ -399,7 +399,7 @@ public sealed class RollbackModelTests
                 result = operation()!;
                 return true;
             }
-            catch (MappingBudgetExceededException e) when (mappingBudget is not null)
+            catch (CowMappingBudgetExceededException e) when (mappingBudget is not null)
             {
                 Log($"{_inFlight[(_inFlight.IndexOf(": ", StringComparison.Ordinal) + 2)..]} refused: {e.Message}");
                 result = default;

@@ -17,7 +17,7 @@ namespace CowEngine.Benchmarks.Scenarios;
 /// family's (parent + children) anonymous PSS, which counts every page once however many processes
 /// share it; Tables = the growth of the family's kernel page tables (each child has its own for
 /// the whole 1 GiB).
-/// If the engine refuses a snapshot (MappingBudgetExceededException: the view's mappings would
+/// If the engine refuses a snapshot (CowMappingBudgetExceededException: the view's mappings would
 /// exceed its share of vm.max_map_count), the rounds stop there and the memory is measured as it
 /// is, against the ideal for the rounds done; the Snapshots column says how many were taken.
 /// For both: SystemUsed = the drop of /proc/meminfo MemAvailable over the same span (everything,
@@ -34,7 +34,7 @@ public unsafe class MemoryBenchmarks
         new ReportedMetricColumn("OverIdeal_pct", "Total / Ideal - 1, percent"),
         new ReportedMetricColumn("SystemUsed_MiB", "Drop of MemAvailable, MiB"),
         new ReportedMetricColumn("ParentRss_MiB", "This process's RSS growth, MiB"),
-        new ReportedMetricColumn("Snapshots", "Snapshots (children) actually taken; fewer than asked when the engine refused one (MappingBudgetExceededException)"));
+        new ReportedMetricColumn("Snapshots", "Snapshots (children) actually taken; fewer than asked when the engine refused one (CowMappingBudgetExceededException)"));
 
     private const double MiB = BenchSettings.MiB;
 
@@ -113,7 +113,7 @@ public unsafe class MemoryBenchmarks
             {
                 _snapshots.Add(_region.Snapshot());
             }
-            catch (MappingBudgetExceededException e)
+            catch (CowMappingBudgetExceededException e)
             {
                 Console.WriteLine($"// Engine_KeepSnapshots: snapshot {i + 1} of {SnapshotCount} refused: {e.Message}");
                 break;

@@ -15,7 +15,7 @@ namespace CowEngine.Benchmarks.Scenarios;
 public unsafe class RollbackBenchmarks
 {
     private sealed class Config() : ScenarioConfig(iterations: 9, warmups: 1,
-        new ReportedMetricColumn("Refused", "Engine: restores refused with MappingBudgetExceededException (the benchmark then fails)", sum: true));
+        new ReportedMetricColumn("Refused", "Engine: restores refused with CowMappingBudgetExceededException (the benchmark then fails)", sum: true));
 
     private CowMemoryEngine? _engine;
     private CowView? _region;
@@ -55,7 +55,7 @@ public unsafe class RollbackBenchmarks
         {
             _region!.RestoreTo(_snapshot!);
         }
-        catch (MappingBudgetExceededException)
+        catch (CowMappingBudgetExceededException)
         {
             ReportedMetrics.Record(this, nameof(Engine_RestoreTo), "Refused", 1);
             // BenchmarkDotNet skips the cleanups of a failed benchmark; free the fragmented region

@@ -16,7 +16,7 @@ namespace CowEngine.Benchmarks.Scenarios;
 /// passed, so the region has the fragmentation a long-running loop gives it - every randomly
 /// written page becomes a mapping of its own until its neighbours are written too - and the engine
 /// has had to do whatever it does to stay within its mapping budget. The Mappings column
-/// shows the state. A snapshot the engine refuses (MappingBudgetExceededException) fails the
+/// shows the state. A snapshot the engine refuses (CowMappingBudgetExceededException) fails the
 /// benchmark and is counted in Refused.
 /// Fork: the parent's fork() call (the child _exits at once and is reaped after the measurement),
 /// and the round trip fork + child exit + waitpid (the fork equivalent of snapshot + retiring it).
@@ -29,7 +29,7 @@ public unsafe class SnapshotFrequencyBenchmarks
         new ReportedMetricColumn("DisposePrevious_us", "Engine: the part of Mean spent disposing the previous snapshot, median, us"),
         new ReportedMetricColumn("Mappings", "Engine: kernel mappings of the region after the snapshot (its fragmentation), median"),
         new ReportedMetricColumn("AgingRounds", "Unmeasured rounds run before the measurement (global setup) to reach the steady state"),
-        new ReportedMetricColumn("Refused", "Engine: snapshots refused with MappingBudgetExceededException (the benchmark then fails)", sum: true));
+        new ReportedMetricColumn("Refused", "Engine: snapshots refused with CowMappingBudgetExceededException (the benchmark then fails)", sum: true));
 
     private CowMemoryEngine? _engine;
     private CowView? _region;
@@ -88,7 +88,7 @@ public unsafe class SnapshotFrequencyBenchmarks
         {
             snapshot = _region!.Snapshot();
         }
-        catch (MappingBudgetExceededException)
+        catch (CowMappingBudgetExceededException)
         {
             ReportedMetrics.Record(this, nameof(Engine_SnapshotAndDisposePrevious), "Refused", 1);
             // BenchmarkDotNet skips the cleanups of a failed benchmark; free the fragmented region

@@ -79,7 +79,8 @@ internal static unsafe class ProcessTables
                 ReturnRange(first, segments);
                 throw new InvalidOperationException($"CowEngine supports at most {ViewCapacity} live views per process.");
             }
-            // The eviction clock walks entries [0, high water); publish before the entry is used.
+            // Entries [0, high water) have ever been used. The shim no longer reads it (eviction
+            // walks each engine's own live list); kept current while cow_process_t carries it.
             Volatile.Write(ref table->ViewHighWater, s_entryBump);
             CowViewEntry* entry = &table->Views[index];
             entry->Index = index;

@@ -11,7 +11,7 @@ namespace CowEngine.Internal;
 /// that is merely waiting.
 /// </summary>
 /// <remarks>Thread-safe. The thread holds a reference on the engine handle only during a drain.</remarks>
-internal sealed unsafe class SlotReclaimer : IDisposable
+internal sealed class SlotReclaimer : IDisposable
 {
     private readonly EngineHandle _engine;
     private readonly AutoResetEvent _work = new(false);
@@ -43,20 +43,13 @@ internal sealed unsafe class SlotReclaimer : IDisposable
     /// <summary>Reclaims everything queued, on the calling thread.</summary>
     public void Drain()
     {
-        bool added = false;
         try
         {
-            _engine.DangerousAddRef(ref added);
-            CowNative.EngineReclaim(_engine.Table);
+            CowNative.EngineReclaim(_engine);
         }
         catch (ObjectDisposedException)
         {
             // The engine's memory is gone with its memfd: nothing left to give back.
-        }
-        finally
-        {
-            if (added)
-                _engine.DangerousRelease();
         }
     }
 

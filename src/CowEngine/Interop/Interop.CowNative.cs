@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using CowEngine.Internal;
 
 namespace CowEngine.Interop;
 
@@ -7,9 +8,16 @@ namespace CowEngine.Interop;
 /// positive errno value; <see cref="Errno"/> turns those into exceptions.
 /// </summary>
 /// <remarks>
-/// Calls that mutate views race with the SIGSEGV handler, so each is one ordinary P/Invoke: the
+/// <para>Calls that mutate views race with the SIGSEGV handler, so each is one ordinary P/Invoke: the
 /// thread is in preemptive GC mode for the whole call, never suspended halfway by a GC while it
-/// holds a lock a fault handler may be waiting for.
+/// holds a lock a fault handler may be waiting for.</para>
+/// <para>Views and engines are passed as their SafeHandles (the handle value is the native
+/// <c>cow_view_t*</c> / <c>cow_engine_t*</c>): the generated marshalling holds a reference for the
+/// call, so the entry cannot be released under it, and a closed handle throws
+/// ObjectDisposedException before the call. Raw pointers remain where no handle exists yet
+/// (<see cref="EngineInit"/>) or where the handle is already being released
+/// (<see cref="ViewDispose"/>, from <see cref="ViewHandle"/>'s ReleaseHandle).</para>
+/// <para>No function sets errno (they return it), so none uses SetLastError.</para>
 /// </remarks>
 internal static unsafe partial class CowNative
 {
@@ -24,41 +32,45 @@ internal static unsafe partial class CowNative
     [LibraryImport(Library, EntryPoint = "cow_engine_init")]
     public static partial int EngineInit(CowEngineTable* engine);
 
+    [LibraryImport(Library, EntryPoint = "cow_engine_mapping_count")]
+    public static partial long EngineMappingCount(EngineHandle engine);
+
     [LibraryImport(Library, EntryPoint = "cow_engine_reclaim")]
-    public static partial ulong EngineReclaim(CowEngineTable* engine);
+    public static partial ulong EngineReclaim(EngineHandle engine);
 
     [LibraryImport(Library, EntryPoint = "cow_region_create")]
-    public static partial int RegionCreate(CowViewEntry* view, int trackWrites);
+    public static partial int RegionCreate(ViewHandle view, int trackWrites);
 
     [LibraryImport(Library, EntryPoint = "cow_view_snapshot")]
-    public static partial int ViewSnapshot(CowViewEntry* source, CowViewEntry* target);
+    public static partial int ViewSnapshot(ViewHandle source, ViewHandle target);
 
     [LibraryImport(Library, EntryPoint = "cow_view_restore")]
-    public static partial int ViewRestore(CowViewEntry* view, CowViewEntry* source);
+    public static partial int ViewRestore(ViewHandle view, ViewHandle source);
 
     [LibraryImport(Library, EntryPoint = "cow_view_diff")]
-    public static partial int ViewDiff(CowViewEntry* a, CowViewEntry* b, ulong* bits, out ulong count);
+    public static partial int ViewDiff(ViewHandle a, ViewHandle b, ulong* bits, out ulong count);
 
     [LibraryImport(Library, EntryPoint = "cow_view_take_dirty")]
-    public static partial int ViewTakeDirty(CowViewEntry* view, ulong* bits, out ulong count);
+    public static partial int ViewTakeDirty(ViewHandle view, ulong* bits, out ulong count);
 
+    // Raw: called from ViewHandle.ReleaseHandle, when the handle can no longer be add-ref'd.
     [LibraryImport(Library, EntryPoint = "cow_view_dispose")]
     public static partial int ViewDispose(CowViewEntry* view);
 
     [LibraryImport(Library, EntryPoint = "cow_view_prepare_write")]
-    public static partial int ViewPrepareWrite(CowViewEntry* view, ulong firstPage, ulong pageCount);
+    public static partial int ViewPrepareWrite(ViewHandle view, ulong firstPage, ulong pageCount);
 
     [LibraryImport(Library, EntryPoint = "cow_view_prepare_read")]
-    public static partial int ViewPrepareRead(CowViewEntry* view, ulong firstPage, ulong pageCount);
+    public static partial int ViewPrepareRead(ViewHandle view, ulong firstPage, ulong pageCount);
 
     [LibraryImport(Library, EntryPoint = "cow_view_stats")]
-    public static partial int ViewStats(CowViewEntry* view, CowViewStatsNative* stats);
+    public static partial int ViewStats(ViewHandle view, CowViewStatsNative* stats);
 
     [LibraryImport(Library, EntryPoint = "cow_view_count_mappings")]
-    public static partial long ViewCountMappings(CowViewEntry* view);
+    public static partial long ViewCountMappings(ViewHandle view);
 
     [LibraryImport(Library, EntryPoint = "cow_view_slot_of")]
-    public static partial uint ViewSlotOf(CowViewEntry* view, ulong page);
+    public static partial uint ViewSlotOf(ViewHandle view, ulong page);
 
     [LibraryImport(Library, EntryPoint = "cow_os_memfd_create", StringMarshalling = StringMarshalling.Utf8)]
     public static partial int MemfdCreate(string name, ulong size, out int fd);

@@ -1,8 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
-using System.Numerics;
-using System.Runtime.InteropServices;
+using System.IO.Hashing;
 using Microsoft.Win32.SafeHandles;
 
 namespace CowEngine;
@@ -181,8 +180,8 @@ public static unsafe class CowViewFile
         }
     }
 
-    /// <summary>XXH64 with seed 0 (the format's checksum; the reference algorithm, byte for byte).</summary>
-    internal static ulong Checksum(ReadOnlySpan<byte> data) => XxHash64.Hash(data);
+    /// <summary>XXH64 with seed 0, the format's checksum (as a number: the file stores it little-endian).</summary>
+    internal static ulong Checksum(ReadOnlySpan<byte> data) => XxHash64.HashToUInt64(data, seed: 0);
 
     private sealed record OpenFile(string Path, SafeFileHandle Handle, CowViewFileHeader Header, ulong TableChecksum);
 
@@ -415,75 +414,4 @@ public static unsafe class CowViewFile
 
     private static InvalidDataException Corrupt(string path, string problem) =>
         new($"{path} is not a usable CowEngine view file: {problem}.");
-
-    /// <summary>XXH64 (Yann Collet's xxHash, 64-bit), seed 0.</summary>
-    private static class XxHash64
-    {
-        private const ulong Prime1 = 11400714785074694791UL;
-        private const ulong Prime2 = 14029467366897019727UL;
-        private const ulong Prime3 = 1609587929392839161UL;
-        private const ulong Prime4 = 9650029242287828579UL;
-        private const ulong Prime5 = 2870177450012600261UL;
-
-        public static ulong Hash(ReadOnlySpan<byte> data)
-        {
-            int length = data.Length;
-            int offset = 0;
-            ulong hash;
-            if (length >= 32)
-            {
-                ulong v1 = unchecked(Prime1 + Prime2), v2 = Prime2, v3 = 0, v4 = unchecked(0 - Prime1);
-                ReadOnlySpan<ulong> lanes = MemoryMarshal.Cast<byte, ulong>(data[..(length & ~31)]);
-                for (int i = 0; i < lanes.Length; i += 4)
-                {
-                    v1 = Round(v1, ToLittleEndian(lanes[i]));
-                    v2 = Round(v2, ToLittleEndian(lanes[i + 1]));
-                    v3 = Round(v3, ToLittleEndian(lanes[i + 2]));
-                    v4 = Round(v4, ToLittleEndian(lanes[i + 3]));
-                }
-                offset = length & ~31;
-                hash = BitOperations.RotateLeft(v1, 1) + BitOperations.RotateLeft(v2, 7) + BitOperations.RotateLeft(v3, 12) + BitOperations.RotateLeft(v4, 18);
-                hash = Merge(hash, v1);
-                hash = Merge(hash, v2);
-                hash = Merge(hash, v3);
-                hash = Merge(hash, v4);
-            }
-            else
-            {
-                hash = Prime5;
-            }
-            hash += (ulong)length;
-            for (; offset + 8 <= length; offset += 8)
-            {
-                hash ^= Round(0, BinaryPrimitives.ReadUInt64LittleEndian(data[offset..]));
-                hash = BitOperations.RotateLeft(hash, 27) * Prime1 + Prime4;
-            }
-            if (offset + 4 <= length)
-            {
-                hash ^= BinaryPrimitives.ReadUInt32LittleEndian(data[offset..]) * Prime1;
-                hash = BitOperations.RotateLeft(hash, 23) * Prime2 + Prime3;
-                offset += 4;
-            }
-            for (; offset < length; offset++)
-            {
-                hash ^= data[offset] * Prime5;
-                hash = BitOperations.RotateLeft(hash, 11) * Prime1;
-            }
-            hash ^= hash >> 33;
-            hash *= Prime2;
-            hash ^= hash >> 29;
-            hash *= Prime3;
-            hash ^= hash >> 32;
-            return hash;
-        }
-
-        private static ulong Round(ulong accumulator, ulong input) =>
-            BitOperations.RotateLeft(accumulator + input * Prime2, 31) * Prime1;
-
-        private static ulong Merge(ulong accumulator, ulong value) =>
-            (accumulator ^ Round(0, value)) * Prime1 + Prime4;
-
-        private static ulong ToLittleEndian(ulong value) =>
-            BitConverter.IsLittleEndian ? value : BinaryPrimitives.ReverseEndianness(value);
-    }
 }

@@ -7,7 +7,7 @@ namespace CowEngine.Tests;
 /// the child made into a view would land in the parent's memory (a page that is writable in the
 /// parent is a MAP_SHARED mapping of the parent's slot). The engine's policy: in a forked child
 /// every view is inaccessible. The child here runs only native code (the fork baseline of the
-/// benchmarks, in the shim), as a .NET process's forked child must.
+/// benchmarks, libcowforkbaseline.so), as a .NET process's forked child must.
 /// </summary>
 public sealed unsafe partial class ForkPolicyTests
 {
@@ -53,12 +53,12 @@ public sealed unsafe partial class ForkPolicyTests
         public ulong ForkNs;
     }
 
-    [LibraryImport("cowengine", EntryPoint = "cow_fork_baseline_spawn")]
+    [LibraryImport("cowforkbaseline", EntryPoint = "cow_fork_baseline_spawn")]
     private static partial int Spawn(int mode, byte* baseAddress, uint* pages, ulong count, ForkChild* child);
 
-    [LibraryImport("cowengine", EntryPoint = "cow_fork_baseline_go")]
+    [LibraryImport("cowforkbaseline", EntryPoint = "cow_fork_baseline_go")]
     private static partial int Go(ForkChild* child, out ulong childNanoseconds);
 
-    [LibraryImport("cowengine", EntryPoint = "cow_fork_baseline_release")]
+    [LibraryImport("cowforkbaseline", EntryPoint = "cow_fork_baseline_release")]
     private static partial int Release(ForkChild* child);
 }

@@ -174,6 +174,83 @@ public sealed class ViewFileTests : IDisposable
         Assert.True(second.AsSpan().SequenceEqual(loaded.AsSpan()));
     }
 
+    // ---- files written by an earlier version of the library still load ----
+
+    private static string TestDataPath(string name) => Path.Combine(AppContext.BaseDirectory, "TestData", name);
+
+    /// <summary>The bytes the test data generator wrote (TestData/README.md): page <paramref name="page"/>, byte <paramref name="index"/>, for <paramref name="seed"/>.</summary>
+    private static byte Pattern(int seed, long page, int index)
+    {
+        uint x = unchecked((uint)seed * 0x9E3779B1u + (uint)page * 0x85EBCA77u + (uint)index * 0xC2B2AE3Du);
+        x ^= x >> 15;
+        x = unchecked(x * 0x2C1B3C6Du);
+        x ^= x >> 12;
+        return (byte)x;
+    }
+
+    private static void FillPattern(byte[] model, int seed, long page, int offset, int count)
+    {
+        for (int i = offset; i < offset + count; i++)
+            model[page * PageSize + i] = Pattern(seed, page, i);
+    }
+
+    /// <summary>
+    /// A full file written by the library's own XXH64 before it used System.IO.Hashing: it passes
+    /// every check (the header, table and page checksums are recomputed on load) and loads back to
+    /// every byte that was saved.
+    /// </summary>
+    [Fact]
+    public void AFullFileOfAnEarlierVersion_LoadsByteForByte()
+    {
+        string path = TestDataPath("full-v1.cowview");
+        var model = new byte[8 * PageSize];
+        foreach (int page in new[] { 0, 1, 2, 4, 7 })
+            FillPattern(model, seed: 1, page, 0, PageSize);
+
+        CowViewFileHeader header = CowViewFile.ReadHeader(path);
+        using CowMemoryEngine engine = NewEngine();
+        using CowView loaded = CowViewFile.Load(engine, path);
+
+        Assert.Equal(new CowViewFileHeader(1, 8 * PageSize, CowViewFileKind.Full, 5, Guid.Parse("97521d07-1a3e-46a4-94cc-043e1f3b9a60"),
+            0, 0, 0x67F7CAA35A0FE6CFUL, header.CreatedUtc), header);
+        Assert.Equal(model, loaded.AsSpan().ToArray());
+    }
+
+    /// <summary>
+    /// A chain (full file, two changes files) of the earlier version: each prefix loads back to the
+    /// bytes of its last save, and each file's header checksum, which the next file names as its
+    /// parent, is the one written then.
+    /// </summary>
+    [Fact]
+    public void AChainOfAnEarlierVersion_LoadsByteForByte()
+    {
+        string[] paths = [TestDataPath("chain-v1.0000.cowview"), TestDataPath("chain-v1.0001.cowview"), TestDataPath("chain-v1.0002.cowview")];
+        ulong[] checksums = [0xDE0D1D104013E5C8UL, 0x781128861A74C3DCUL, 0x6946BF462CA01937UL];
+        long[] pageCounts = [4, 2, 2];
+        var model = new byte[6 * PageSize];
+        var modelAtSave = new List<byte[]>();
+        foreach (int page in new[] { 0, 1, 3, 5 })
+            FillPattern(model, seed: 2, page, 0, PageSize);
+        modelAtSave.Add((byte[])model.Clone());
+        FillPattern(model, seed: 3, 1, 0, PageSize);
+        FillPattern(model, seed: 3, 2, 0, PageSize);
+        modelAtSave.Add((byte[])model.Clone());
+        FillPattern(model, seed: 4, 5, 1000, 100);
+        model.AsSpan(0, PageSize).Clear(); // a page written back to zero: a changes file stores it all the same
+        modelAtSave.Add((byte[])model.Clone());
+
+        using CowMemoryEngine engine = NewEngine();
+        for (int i = 0; i < paths.Length; i++)
+        {
+            CowViewFileHeader header = CowViewFile.ReadHeader(paths[i]);
+            Assert.Equal(new CowViewFileHeader(1, 6 * PageSize, i == 0 ? CowViewFileKind.Full : CowViewFileKind.Changes, pageCounts[i],
+                Guid.Parse("e25cdc1d-725b-4b3f-adff-fdf634b63100"), i, i == 0 ? 0 : checksums[i - 1], checksums[i], header.CreatedUtc), header);
+
+            using CowView loaded = CowViewFile.Load(engine, paths.Take(i + 1).ToList());
+            Assert.True(modelAtSave[i].AsSpan().SequenceEqual(loaded.AsSpan()), $"the first {i + 1} files should load back to save {i}");
+        }
+    }
+
     // ---- every check refuses, and a failed load leaves nothing allocated ----
 
     [Fact]

@@ -19,7 +19,7 @@ internal static unsafe class Pages
     /// <summary>
     /// One store per page, nothing else, so that the time is the fault's: a store (not a
     /// read-modify-write) makes an absent page take one write fault instead of a read fault and then
-    /// a write fault. The C child does exactly the same (cow_fork_baseline.c, write_pages).
+    /// a write fault. The C child does exactly the same (Native/fork_baseline.c, write_pages).
     /// </summary>
     public static void Write(byte* baseAddress, uint[] pages, byte value)
     {

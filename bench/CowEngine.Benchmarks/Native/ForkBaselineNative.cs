@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace CowEngine.Benchmarks.Native;
 
-/// <summary>Mirror of <c>cow_fork_child_t</c> (native/include/cow_fork_baseline.h).</summary>
+/// <summary>Mirror of <c>cow_fork_child_t</c> (Native/fork_baseline.c).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct ForkChildNative
 {
@@ -27,12 +27,12 @@ internal enum ForkChildMode
 }
 
 /// <summary>
-/// The fork baseline of the C shim (native/src/cow_fork_baseline.c). Forking happens only there:
+/// The fork baseline, libcowforkbaseline.so (Native/fork_baseline.c). Forking happens only there:
 /// a child of a .NET process must never run managed code.
 /// </summary>
 internal static unsafe partial class ForkBaselineNative
 {
-    private const string Library = "cowengine";
+    private const string Library = "cowforkbaseline";
 
     [LibraryImport(Library, EntryPoint = "cow_fork_baseline_alloc")]
     public static partial int Alloc(ulong size, int touch, out nint address);

@@ -2,7 +2,9 @@
 # CowEngine build driver.
 #
 #   ./build.sh [build]        build native/libcowengine.so and the solution (Release)
-#   ./build.sh test [args]    build, then run the tests (TRX in artifacts/test-results/)
+#   ./build.sh test [args]    build, then the checks (C and C# layout, the native unit tests, their
+#                             ASan/UBSan build) and the .NET tests (TRX in artifacts/test-results/)
+#   ./build.sh check          the checks alone (no .NET tests)
 #   ./build.sh run [args]     build, then run the demo with args
 #   ./build.sh bench          build, run every benchmark scenario (CowEngine vs fork, ~10 min), then
 #                             regenerate docs/benchmarks.md's tables and chart (bench/report.py)
@@ -45,6 +47,15 @@ ensure_prereqs() {
             exit 1
         fi
     fi
+    if ! command -v clang-format >/dev/null 2>&1 && ! command -v clang-format-14 >/dev/null 2>&1; then
+        if [[ $(id -u) -eq 0 ]]; then
+            echo "build.sh: clang-format not found; installing it" >&2
+            apt-get update
+            DEBIAN_FRONTEND=noninteractive apt-get install -y clang-format
+        else
+            echo "build.sh: warning: clang-format not found (sudo apt-get install -y clang-format): the C layout is not checked" >&2
+        fi
+    fi
     if ! command -v dotnet >/dev/null 2>&1; then
         echo "build.sh: error: dotnet not found. Install the .NET 10 SDK." >&2
         exit 1
@@ -57,10 +68,28 @@ build() {
     dotnet build "$SOLUTION" -c "$CONFIG"
 }
 
+# The checks that are not .NET tests: each one that fails is named, and all of them run.
+run_checks() {
+    local failed=()
+    make -C native check || failed+=("native unit tests (make -C native check)")
+    make -C native sanitize || failed+=("native unit tests under ASan/UBSan (make -C native sanitize)")
+    if command -v clang-format >/dev/null 2>&1 || command -v clang-format-14 >/dev/null 2>&1; then
+        make -C native format-check || failed+=("C layout (make -C native format-check; make -C native format fixes it)")
+    fi
+    dotnet format "$SOLUTION" --verify-no-changes --no-restore ||
+        failed+=("C# layout (dotnet format --verify-no-changes; dotnet format CowEngine.sln fixes it)")
+    if ((${#failed[@]})); then
+        printf 'build.sh: check failed: %s\n' "${failed[@]}" >&2
+        return 1
+    fi
+    echo "build.sh: every check passed"
+}
+
 run_tests() {
     rm -rf "$RESULTS_DIR"   # no stale results if the build fails
     build
     local rc=0
+    run_checks || rc=1
     dotnet test "$SOLUTION" -c "$CONFIG" --no-build \
         --results-directory "$RESULTS_DIR" \
         --logger "trx;LogFileName=tests.trx" \
@@ -96,6 +125,7 @@ cmd="${1:-build}"
 case "$cmd" in
     build) build ;;
     test)  run_tests "$@" ;;
+    check) build; run_checks ;;
     run)   build; dotnet run --project src/CowEngine.Demo -c "$CONFIG" --no-build -- "$@" ;;
     pack)  build; dotnet pack src/CowEngine/CowEngine.csproj -c "$CONFIG" --no-build -o artifacts/packages ;;
     bench) run_benchmarks "$@" ;;

@@ -1,5 +1,5 @@
-using CowEngine.Interop;
 using CowEngine.Internal;
+using CowEngine.Interop;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -56,7 +56,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         // as chunks are used, so it is cheap to be generous: 8 times the capacity, and at least
         // 65,536 chunks (128 GiB of file offsets, 256 MiB of reserved refcount table).
         ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
-        uint chunkCapacity = (uint)Math.Min(Math.Max(chunksForCapacity * 8 + 64, MinimumChunks), (CowConstants.None >> CowConstants.LeafShift) - 1);
+        uint chunkCapacity = (uint)Math.Min(Math.Max(chunksForCapacity * 8 + 64, MinimumChunks), (CowConstants.None >> CowConstants.ChunkSlotsShift) - 1);
         uint leafCapacity = (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
         Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget);
         Reclaimer = new SlotReclaimer(Handle);

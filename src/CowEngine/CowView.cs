@@ -1,5 +1,5 @@
-using CowEngine.Interop;
 using CowEngine.Internal;
+using CowEngine.Interop;
 
 namespace CowEngine;
 
@@ -156,6 +156,7 @@ public sealed unsafe class CowView : IDisposable
     {
         ArgumentNullException.ThrowIfNull(source);
         CheckSameShape(source, nameof(source));
+        ThrowIfEitherDisposed(source);
         Errno.ThrowIfFailed(CowNative.ViewRestore(Handle, source.Handle), "restoring a view", Engine);
         Interlocked.Increment(ref Engine.RestoreCount);
         Engine.Reclaimer.Signal();
@@ -176,6 +177,7 @@ public sealed unsafe class CowView : IDisposable
     {
         ArgumentNullException.ThrowIfNull(other);
         CheckSameShape(other, nameof(other));
+        ThrowIfEitherDisposed(other);
         var bits = new ulong[ViewHandle.BitmapWords(PageCount)];
         ulong count;
         fixed (ulong* p = bits)
@@ -194,6 +196,7 @@ public sealed unsafe class CowView : IDisposable
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     public CowPageSet TakeDirtyPages()
     {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         var bits = new ulong[ViewHandle.BitmapWords(PageCount)];
         ulong count;
         fixed (ulong* p = bits)
@@ -247,6 +250,7 @@ public sealed unsafe class CowView : IDisposable
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     public CowViewStats GetStats()
     {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         CowViewStatsNative stats;
         Errno.ThrowIfFailed(CowNative.ViewStats(Handle, &stats), "reading view statistics");
         return new CowViewStats((long)stats.PrivatePages, (long)stats.SharedPages, (long)stats.WritablePages,
@@ -266,6 +270,17 @@ public sealed unsafe class CowView : IDisposable
     /// that call returns.
     /// </summary>
     public void Dispose() => Handle.Dispose();
+
+    /// <summary>
+    /// Names the view in the usual case. (A view disposed between this check and the native call
+    /// is still refused: the call holds a reference on both handles and throws the handle's own
+    /// ObjectDisposedException.)
+    /// </summary>
+    private void ThrowIfEitherDisposed(CowView other)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ObjectDisposedException.ThrowIf(other.IsDisposed, other);
+    }
 
     private void CheckSameShape(CowView other, string parameterName)
     {

@@ -79,7 +79,8 @@ internal static unsafe partial class GcStarvationProbe
                         _ = GetProcessId();
                 }
                 GC.KeepAlive(region);
-            }) { IsBackground = true, Name = $"writer {w}" });
+            })
+            { IsBackground = true, Name = $"writer {w}" });
         }
         foreach (Thread thread in threads)
             thread.Start();

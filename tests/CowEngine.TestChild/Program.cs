@@ -312,7 +312,8 @@ internal static unsafe partial class Program
                     long* field = (long*)(victimBase + random.Next(Pages) * PageSize + random.Next(PageSize / 8) * 8);
                     Volatile.Write(ref *field, Interlocked.Increment(ref writes));
                 }
-            }) { IsBackground = true, Name = $"victim writer {w}" });
+            })
+            { IsBackground = true, Name = $"victim writer {w}" });
         }
         // Meanwhile another thread writes half of the other view (copy faults on that view too).
         threads.Add(new Thread(() =>
@@ -320,7 +321,8 @@ internal static unsafe partial class Program
             for (int round = 0; Volatile.Read(ref stop) == 0; round++)
                 for (int page = 0; page < HalfPages; page++)
                     new Span<byte>(otherBase + page * PageSize, PageSize).Fill(0x66);
-        }) { IsBackground = true, Name = "other writer" });
+        })
+        { IsBackground = true, Name = "other writer" });
         foreach (Thread thread in threads)
             thread.Start();
 

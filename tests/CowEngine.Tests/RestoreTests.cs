@@ -1,5 +1,5 @@
-using CowEngine.Tests.Support;
 using System.Globalization;
+using CowEngine.Tests.Support;
 
 namespace CowEngine.Tests;
 

@@ -1,6 +1,6 @@
-using CowEngine.Tests.Support;
 using System.Diagnostics;
 using System.Globalization;
+using CowEngine.Tests.Support;
 
 namespace CowEngine.Tests;
 
@@ -548,7 +548,8 @@ public sealed class RollbackModelTests
                         Environment.Exit(HangWatchdog.HangExitCode);
                     }
                 }
-            }) { IsBackground = true, Name = "hang watchdog" };
+            })
+            { IsBackground = true, Name = "hang watchdog" };
             _thread.Start();
         }
 

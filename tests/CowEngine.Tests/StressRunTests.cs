@@ -1,8 +1,8 @@
-using CowEngine.Tests.Support;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
+using CowEngine.Tests.Support;
 
 namespace CowEngine.Tests;
 

@@ -3,8 +3,8 @@ using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Exporters;
 using BenchmarkDotNet.Exporters.Csv;
-using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Order;
+using BenchmarkDotNet.Reports;
 using Perfolizer.Horology;
 
 namespace CowEngine.Benchmarks.Infrastructure;

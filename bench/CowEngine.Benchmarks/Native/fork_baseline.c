@@ -53,17 +53,17 @@
 #define FORK_BASELINE_API __attribute__((visibility("default")))
 
 /* cow_fork_child_t.mode */
-#define COW_FORK_CHILD_EXIT 0
-#define COW_FORK_CHILD_HOLD 1
+#define COW_FORK_CHILD_EXIT  0
+#define COW_FORK_CHILD_HOLD  1
 #define COW_FORK_CHILD_WRITE 2
 
 /* A forked child as the parent sees it. Laid out for the C# mirror (ForkChildNative). */
 typedef struct cow_fork_child {
-    int32_t pid;                /* 0 once reaped */
-    int32_t mode;               /* COW_FORK_CHILD_* */
-    int32_t control_fd;         /* parent's write end: one byte = "go", close = "leave"; -1 if none */
-    int32_t report_fd;          /* parent's read end of the child's reports; -1 if none */
-    uint64_t fork_ns;           /* duration of the fork() call in the parent */
+    int32_t pid;        /* 0 once reaped */
+    int32_t mode;       /* COW_FORK_CHILD_* */
+    int32_t control_fd; /* parent's write end: one byte = "go", close = "leave"; -1 if none */
+    int32_t report_fd;  /* parent's read end of the child's reports; -1 if none */
+    uint64_t fork_ns;   /* duration of the fork() call in the parent */
 } cow_fork_child_t;
 
 #define PAGE_SIZE_BYTES 4096u

@@ -44,12 +44,12 @@ internal sealed unsafe class EngineHandle : SafeHandle
         {
             Errno.ThrowIfFailed(CowNative.MapPool(memfd.Fd, poolBytes, out nint pool), "mapping the slot pool");
             table->Pool = (byte*)pool;
-            ulong slots = (ulong)chunkCapacity << CowConstants.LeafShift;
+            ulong slots = (ulong)chunkCapacity << CowConstants.ChunkSlotsShift;
             table->SlotRefcounts = (uint*)Allocate(tables, slots * sizeof(uint), "slot refcounts");
             table->ChunkLive = (uint*)Allocate(tables, (ulong)chunkCapacity * sizeof(uint), "chunk table");
             table->ChunkFree = (uint*)Allocate(tables, (ulong)chunkCapacity * sizeof(uint), "chunk free list");
             table->LeafRefcounts = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf refcounts");
-            table->LeafEntries = (uint*)Allocate(tables, ((ulong)leafCapacity << CowConstants.LeafShift) * sizeof(uint), "leaf table");
+            table->LeafEntries = (uint*)Allocate(tables, (ulong)leafCapacity * CowConstants.LeafEntries * sizeof(uint), "leaf table");
             table->LeafFree = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf free list");
             table->LiveList = (uint*)Allocate(tables, (ulong)ProcessTables.ViewCapacity * sizeof(uint), "live view list");
             table->ReclaimRing = (ulong*)Allocate(tables, ReclaimQueueRuns * sizeof(ulong), "reclaim queue");

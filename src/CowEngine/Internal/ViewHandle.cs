@@ -28,7 +28,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
     /// <summary>A FREE entry with its arrays, ready for cow_region_create or cow_view_snapshot.</summary>
     public static ViewHandle Allocate(CowMemoryEngine engine, long pageCount)
     {
-        long segments = (pageCount + CowConstants.LeafPages - 1) >> CowConstants.LeafShift;
+        long segments = (pageCount + CowConstants.SegmentPages - 1) >> CowConstants.SegmentPagesShift;
         CowViewEntry* entry = ProcessTables.RentEntry(segments);
         var view = new ViewHandle(engine, entry, segments);
         bool success = false;

@@ -12,9 +12,12 @@ internal static class CowConstants
 {
     public const int PageShift = 12;
     public const int PageSize = 1 << PageShift;
-    public const int LeafShift = 9;
-    public const int LeafPages = 1 << LeafShift;
-    public const int SegmentShift = PageShift + LeafShift;
+    /// <summary>Pages per segment, slots per chunk and entries per leaf (one number: docs/design.md, glossary).</summary>
+    public const int SegmentPagesShift = 9;
+    public const int SegmentPages = 1 << SegmentPagesShift;
+    public const int ChunkSlotsShift = SegmentPagesShift;
+    public const int LeafEntries = SegmentPages;
+    public const int SegmentShift = PageShift + SegmentPagesShift;
     public const long SegmentSize = 1L << SegmentShift;
     public const uint None = 0xFFFFFFFFu;
     public const int StripeCount = 1024;

@@ -69,8 +69,7 @@ static void catcher_on_sigsegv(int signal_number, siginfo_t *info, void *context
     if (address >= __atomic_load_n(&catcher_low, __ATOMIC_ACQUIRE) &&
         address < __atomic_load_n(&catcher_high, __ATOMIC_ACQUIRE)) {
         void *page = (void *)(address & ~(uint64_t)4095);
-        if (mmap(page, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
-            MAP_FAILED)
+        if (mmap(page, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
             __atomic_add_fetch(&catcher_failed, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&catcher_caught, 1, __ATOMIC_RELAXED);
         return;

@@ -52,7 +52,8 @@ internal sealed class TestThreads : IDisposable
             {
                 _failures.Enqueue(e);
             }
-        }) { IsBackground = true, Name = name };
+        })
+        { IsBackground = true, Name = name };
         // The group keeps the delegate (a started Thread drops its own), so nothing the body uses can
         // be collected and finalized while it runs.
         _threads.Add((thread, body));

@@ -1,3 +1,5 @@
+using CowEngine.TestSupport;
+
 namespace CowEngine.Stress;
 
 /// <summary>
@@ -69,7 +71,7 @@ internal static unsafe class Audit
                 (stats.SlotsInUse > references.Count ? "(leaked slots)" : "(slots in use that it does not count: a later double free)"));
 
         // Per-view sharing and mappings.
-        List<(ulong Start, ulong End)> kernelMappings = ProcMaps.Read();
+        List<Vma> kernelMappings = ProcMaps.ReadAll();
         long viewMappings = 0;
         foreach (ViewRecord record in views)
         {
@@ -84,8 +86,7 @@ internal static unsafe class Audit
                 Report.Failure("page-state", $"{when}: {record}: {viewStats} (a writable page must be private and mapped)");
 
             long recounted = context.Internals.CountMappings(record.View);
-            ulong start = (ulong)record.View.BaseAddress;
-            int kernel = ProcMaps.CountOverlapping(kernelMappings, start, start + (ulong)record.Length);
+            int kernel = ProcMaps.CountOverlapping(kernelMappings, record.View.BaseAddress, record.Length);
             if (viewStats.Mappings != recounted || viewStats.Mappings != kernel)
                 Report.Failure("mapping-count",
                     $"{when}: {record}: the engine counts {viewStats.Mappings} mappings, its page table gives {recounted}, /proc/self/maps shows {kernel}");

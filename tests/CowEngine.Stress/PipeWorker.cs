@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using CowEngine.TestSupport;
 
 namespace CowEngine.Stress;
 
@@ -53,12 +54,7 @@ internal sealed unsafe class PipeWorker : Worker
         {
             if (record.Dead)
                 return;
-            fixed (byte* data = _data)
-            {
-                nint written = LibC.Write(_writeEnd, data, (nuint)length);
-                if (written != length)
-                    throw new InvalidOperationException($"write to the pipe returned {written} of {length} (errno {Marshal.GetLastPInvokeError()})");
-            }
+            LibC.WriteAll(_writeEnd, _data.AsSpan(0, length));
             record.Locks.LockRange(first, last);
             try
             {

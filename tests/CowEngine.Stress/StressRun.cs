@@ -191,7 +191,7 @@ internal sealed class StressRun
         if (_board.RunState != Watchdog.RunStateDeadlock)
             return;
         Console.Out.Flush();
-        LibC.Exit(Watchdog.ExitCode);
+        HarnessLibC.Exit(Watchdog.ExitCode);
     }
 
     /// <summary>For testing the watchdog: a thread that enters an operation and never leaves it.</summary>
@@ -205,9 +205,9 @@ internal sealed class StressRun
             Report.Line($"simulating a {kind} hang on thread simulated-hang");
             if (kind == "gc")
             {
-                LibC.BlockAllSignals();
+                HarnessLibC.BlockAllSignals();
                 while (true)
-                    LibC.SleepInCooperativeMode(3600);
+                    HarnessLibC.SleepInCooperativeMode(3600);
             }
             Thread.Sleep(Timeout.Infinite);
         })

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using CowEngine.TestSupport;
 
 namespace CowEngine.Stress;
 
@@ -28,7 +29,7 @@ internal static class Watchdog
     {
         // Yama (kernel.yama.ptrace_scope = 1) lets a process be traced only by its ancestors unless
         // it names a tracer: allow the watchdog's gdb to attach. Without Yama this fails harmlessly.
-        _ = LibC.Prctl(LibC.PrSetPtracer, LibC.PtracerAny, 0, 0, 0);
+        LibC.AllowAnyTracer();
         string host = Environment.ProcessPath ?? "dotnet";
         var start = new ProcessStartInfo(host) { UseShellExecute = false }; // inherits stdout and stderr
         if (Path.GetFileNameWithoutExtension(host) == "dotnet")

@@ -1,3 +1,6 @@
+using CowEngine.TestSupport;
+using static CowEngine.Tests.Support.TestEngines;
+
 namespace CowEngine.Tests;
 
 /// <summary>
@@ -18,8 +21,6 @@ public sealed unsafe class ChangeTrackingTests
 
     /// <summary>Two full segments and part of a third.</summary>
     private const int Pages = 2 * 512 + 40;
-
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 1L << 30 });
 
     public static TheoryData<int> WriteCounts => new() { 0, 1, 2, 63, 64, 65, 511, 513, Pages };
 
@@ -212,7 +213,7 @@ public sealed unsafe class ChangeTrackingTests
     public void TakeDirtyPages_AfterASnapshotRefusedForTheMappingBudget_StillReportsTheSourcesWrites()
     {
         const int Budget = 16;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 1L << 30, MappingBudget = Budget });
+        using var engine = NewEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(512 * PageSize);
         FillAll(region, 1);
         using CowView snapshot = region.Snapshot();
@@ -240,7 +241,7 @@ public sealed unsafe class ChangeTrackingTests
     public void PreparedPages_StayWritableForTheKernel_AfterASnapshotRefusedForTheMappingBudget()
     {
         const int Budget = 16;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 1L << 30, MappingBudget = Budget });
+        using var engine = NewEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(512 * PageSize);
         FillAll(region, 1);
         using CowView snapshot = region.Snapshot();
@@ -251,21 +252,21 @@ public sealed unsafe class ChangeTrackingTests
         Assert.True(before.Mappings == Budget, $"the setup should use the budget exactly: {before}");
         Assert.Throws<CowMappingBudgetExceededException>(() => snapshot.Snapshot());
 
-        (int readEnd, int writeEnd) = Support.LibC.CreatePipe();
+        (int readEnd, int writeEnd) = LibC.CreatePipe();
         try
         {
-            Support.LibC.WriteAll(writeEnd, [9, 8, 7, 6]);
-            nint read = Support.LibC.Read(readEnd, snapshot.Pointer, 4);
+            LibC.WriteAll(writeEnd, [9, 8, 7, 6]);
+            nint read = LibC.Read(readEnd, snapshot.Pointer, 4);
             int error = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
 
-            Assert.True(read == 4, $"read(2) into the prepared page returned {read} (errno {error}; {Support.LibC.EFAULT} is EFAULT) after the refused snapshot: {snapshot.GetStats()}");
+            Assert.True(read == 4, $"read(2) into the prepared page returned {read} (errno {error}; {LibC.EFAULT} is EFAULT) after the refused snapshot: {snapshot.GetStats()}");
             Assert.Equal([9, 8, 7, 6], snapshot.AsSpan(0, 4).ToArray());
             Assert.Equal(1, region.Pointer[0]);
         }
         finally
         {
-            Support.LibC.Close(readEnd);
-            Support.LibC.Close(writeEnd);
+            LibC.Close(readEnd);
+            LibC.Close(writeEnd);
         }
     }
 

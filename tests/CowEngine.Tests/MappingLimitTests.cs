@@ -1,4 +1,5 @@
 using CowEngine.Tests.Support;
+using CowEngine.TestSupport;
 
 namespace CowEngine.Tests;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -47,8 +48,6 @@ public sealed unsafe class MemoryAccountingTests
     /// double-mapped code heap) can grow when a method is compiled between two readings.
     /// </summary>
     private const long ProcessSlackBytes = 1 << 20;
-
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 1L << 30 });
 
     [Fact]
     public void CommittedBytesSlotsAndViewStats_FollowFillSnapshotWritesAndDisposal()

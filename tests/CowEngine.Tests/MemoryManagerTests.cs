@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
-using CowEngine.Tests.Support;
+using CowEngine.TestSupport;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -18,12 +19,10 @@ public sealed class MemoryManagerTests
 {
     private const int PageSize = CowMemoryEngine.PageSize;
 
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 256L << 20 });
-
     [Fact]
     public void Memory_ReadsAndWritesTheViewsBytes_AndFollowsCopyOnWrite()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         using CowView region = engine.CreateRegion(4 * PageSize);
         using var manager = new CowMemoryManager<int>(region, byteOffset: PageSize, length: 2 * PageSize / sizeof(int));
         Memory<int> memory = manager.Memory;
@@ -49,7 +48,7 @@ public sealed class MemoryManagerTests
     [Fact]
     public void WholeViewConstructor_CoversTheView_AndRejectsRangesOutsideIt()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         using CowView region = engine.CreateRegion(2 * PageSize);
 
         using var whole = new CowMemoryManager<long>(region);
@@ -66,7 +65,7 @@ public sealed class MemoryManagerTests
     [Fact]
     public unsafe void Pin_ThenDisposeTheView_DefersTheReleaseUntilTheHandleIsDisposed()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         CowView region = engine.CreateRegion(4 * PageSize);
         region.AsSpan(0, PageSize).Fill(0x5A);
         long slotsBefore = engine.GetStats().SlotsInUse;
@@ -106,7 +105,7 @@ public sealed class MemoryManagerTests
     [Fact]
     public unsafe void SeveralPins_TheViewIsReleasedWithTheLast()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         CowView region = engine.CreateRegion(2 * PageSize);
         using var manager = new CowMemoryManager<byte>(region);
         MemoryHandle first = manager.Pin();
@@ -130,7 +129,7 @@ public sealed class MemoryManagerTests
     [Fact]
     public void Pin_ThenDisposeTheEngine_KeepsTheMemoryUntilTheHandleIsDisposed()
     {
-        var engine = NewEngine();
+        var engine = NewSmallEngine();
         CowView region = engine.CreateRegion(PageSize);
         region.AsSpan(0, 8).Fill(3);
         var manager = new CowMemoryManager<byte>(region);
@@ -149,7 +148,7 @@ public sealed class MemoryManagerTests
     [Fact]
     public unsafe void Pin_OutOfRangeIndex_Throws_AndPinAtTheEndIsAllowed()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         using CowView region = engine.CreateRegion(PageSize);
         using var manager = new CowMemoryManager<int>(region);
         Assert.Throws<ArgumentOutOfRangeException>(() => manager.Pin(-1));
@@ -162,7 +161,7 @@ public sealed class MemoryManagerTests
     [Fact]
     public void OwningManager_DisposesTheView_AndADisposedManagerRefusesUse()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         CowView region = engine.CreateRegion(PageSize);
         IMemoryOwner<byte> owner = new CowMemoryManager<byte>(region, ownsView: true);
         Memory<byte> memory = owner.Memory;
@@ -189,7 +188,7 @@ public sealed class MemoryManagerTests
     [Fact]
     public async Task FillingFromAFile_NeedsPrepareForWrite_ThenLeavesTheSnapshotAlone()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         using CowView region = engine.CreateRegion(4 * PageSize);
         region.AsSpan(0, 4 * PageSize).Fill(1);
         using CowView snapshot = region.Snapshot();

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -32,12 +33,10 @@ public sealed class MetricsTests
         "cowengine.views", "cowengine.engines",
     ];
 
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 256L << 20 });
-
     [Fact]
     public void TheMeter_PublishesEveryInstrument_WithUnitsAndDescriptions()
     {
-        using CowMemoryEngine engine = NewEngine(); // the meter exists once an engine was made
+        using CowMemoryEngine engine = NewSmallEngine(); // the meter exists once an engine was made
         using var listener = new MetricsRecorder();
 
         Assert.Equal("CowEngine", CowMetrics.MeterName);
@@ -58,7 +57,7 @@ public sealed class MetricsTests
         using var listener = new MetricsRecorder();
         IReadOnlyDictionary<string, long> before = listener.Observe();
 
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewSmallEngine();
         using CowView world = engine.CreateRegion(64 * PageSize);
         world.AsSpan(0, 64 * PageSize).Fill(1);
         using CowView first = world.Snapshot();
@@ -99,7 +98,7 @@ public sealed class MetricsTests
         using var listener = new MetricsRecorder();
         IReadOnlyDictionary<string, long> before = listener.Observe();
 
-        var engine = NewEngine();
+        var engine = NewSmallEngine();
         CowView world = engine.CreateRegion(16 * PageSize);
         world.AsSpan(0, PageSize)[0] = 1;
         CowView snapshot = world.Snapshot();
@@ -140,7 +139,7 @@ public sealed class MetricsTests
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WeakReference<CowMemoryEngine> CreateEngineTakeTwoSnapshotsAndObserve(MetricsRecorder listener)
     {
-        var engine = NewEngine(); // never disposed: left to the garbage collector
+        var engine = NewSmallEngine(); // never disposed: left to the garbage collector
         CowView world = engine.CreateRegion(PageSize);
         world.Snapshot();
         world.Snapshot();

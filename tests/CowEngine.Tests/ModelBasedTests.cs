@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using CowEngine.Tests.Support;
+using CowEngine.TestSupport;
 
 namespace CowEngine.Tests;
 
@@ -310,7 +311,7 @@ public sealed class ModelBasedTests
                         Check(again.Count == recount,
                             $"{view}: the kernel has {kernel} mappings over the view, then {again.Count} " +
                             $"({(stable ? "the same in two consecutive reads" : "reads kept changing")}); the engine counts {recount}\n" +
-                            ProcMaps.Describe(view.View, again));
+                            MappingCounts.Describe(view.View, again));
                     }
                 }
             }

@@ -1,5 +1,7 @@
 using System.Globalization;
 using CowEngine.Tests.Support;
+using CowEngine.TestSupport;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -14,8 +16,6 @@ public sealed unsafe class RestoreTests
 
     /// <summary>Two full segments and part of a third, so segment skipping and the partial last leaf both take part.</summary>
     private const int Pages = 2 * 512 + 77;
-
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 1L << 30 });
 
     [Theory]
     [InlineData(1)]
@@ -255,8 +255,8 @@ public sealed unsafe class RestoreTests
         Pattern.Fill(lazySource, 514, generation: 8);
         Pattern.AssertAll(lazyTarget, page => page == 100 ? 7 : sourceGenerations(page));
         Pattern.AssertAll(lazySource, page => page == 514 ? 8 : sourceGenerations(page));
-        AssertMappingCountsAgree(lazyTarget);
-        AssertMappingCountsAgree(lazySource);
+        MappingCounts.AssertAgree(lazyTarget, "the target after the restore and a write");
+        MappingCounts.AssertAgree(lazySource, "the source after the restore and a write");
     }
 
     /// <summary>
@@ -275,16 +275,16 @@ public sealed unsafe class RestoreTests
             Pattern.Fill(region, page, generation: 2);
         using CowView later = region.Snapshot();
         ReadPages(later, [0, 6, 512, 900]);
-        AssertMappingCountsAgree(region);
+        MappingCounts.AssertAgree(region, "the region before any restore");
 
         region.RestoreTo(snapshot);
-        AssertMappingCountsAgree(region);
+        MappingCounts.AssertAgree(region, "the region restored to the first snapshot");
         Pattern.Fill(region, 512, generation: 3);
         region.RestoreTo(later);
-        AssertMappingCountsAgree(region);
+        MappingCounts.AssertAgree(region, "the region restored to the later snapshot");
         later.RestoreTo(snapshot);
-        AssertMappingCountsAgree(later);
-        AssertMappingCountsAgree(snapshot);
+        MappingCounts.AssertAgree(later, "the later snapshot restored to the first");
+        MappingCounts.AssertAgree(snapshot, "the first snapshot, the source of that restore");
         Pattern.AssertAll(region, page => page is 0 or 1 or 5 or 511 or 512 or 513 or 800 or Pages - 1 ? 2 : 1);
         Pattern.AssertAll(later, _ => 1);
     }
@@ -350,7 +350,7 @@ public sealed unsafe class RestoreTests
     public void RestoreTo_UnderATightMappingBudget_StaysWithinIt_AndKeepsTheContents()
     {
         const int SmallPages = 3 * 512, Budget = 64, Rounds = 12;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 1L << 30, MappingBudget = Budget });
+        using var engine = NewEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(SmallPages * PageSize);
         Pattern.FillAll(region, generation: 1);
         using CowView snapshot = region.Snapshot();
@@ -370,8 +370,8 @@ public sealed unsafe class RestoreTests
         }
         Assert.True(engine.GetStats().Evictions > 0, "nothing was evicted: the budget was not tight enough to test anything");
         Pattern.AssertAll(snapshot, _ => 1);
-        AssertMappingCountsAgree(region);
-        AssertMappingCountsAgree(snapshot);
+        MappingCounts.AssertAgree(region, "the region after the rounds");
+        MappingCounts.AssertAgree(snapshot, "the snapshot after the rounds");
         Assert.Equal(SmallPages, engine.GetStats().SlotsInUse);
     }
 
@@ -433,15 +433,6 @@ public sealed unsafe class RestoreTests
         foreach (long page in pages)
             sum += Pattern.Read(view, page, 0);
         GC.KeepAlive(sum);
-    }
-
-    private static void AssertMappingCountsAgree(CowView view)
-    {
-        long counted = view.GetStats().Mappings;
-        long recounted = view.CountMappings();
-        long kernel = ProcMaps.CountOverlapping(view.BaseAddress, view.Length);
-        Assert.True(counted == recounted && recounted == kernel,
-            $"mappings of the view: engine's count {counted}, recount from the page table {recounted}, /proc/self/maps {kernel}");
     }
 
     private sealed record LeakSample(long SlotsInUse, long CommittedBytes, long LeavesInUse, long ChunksInUse, long EngineMappings, long KernelMappings)

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using CowEngine.Tests.Support;
+using CowEngine.TestSupport;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -105,7 +107,7 @@ public sealed class RollbackModelTests
             return;
         }
         const int Budget = 16, Prepared = 6;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 1L << 30, MappingBudget = Budget });
+        using var engine = NewEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(512 * PageSize);
         region.AsSpan().Fill(1);
         using CowView snapshot = region.Snapshot();
@@ -179,7 +181,7 @@ public sealed class RollbackModelTests
             TestContext.Current.TestOutputHelper?.WriteLine($"seed {seed} (replay with COWENGINE_SEED={seed}), mapping budget {budget}");
             if (watchdog is not null) // in the child process: the parent shows its stderr
                 Console.Error.WriteLine($"model run: seed {seed}, mapping budget {budget}");
-            using var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 256L << 20, MappingBudget = mappingBudget });
+            using var engine = NewSmallEngine(mappingBudget);
             if (watchdog is not null)
                 watchdog.Describe = () => $"{Context()}: no progress in {StallLimit.TotalSeconds} s during {_inFlight}; {engine.GetStats()}\n{LogText()}";
             try

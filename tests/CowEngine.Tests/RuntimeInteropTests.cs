@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using CowEngine.Interop;
 using CowEngine.Tests.Support;
+using CowEngine.TestSupport;
 
 namespace CowEngine.Tests;
 
@@ -70,12 +71,12 @@ public sealed class RuntimeInteropTests
             {
                 using CowView snapshot = region.Snapshot(); // every page shared: the next write faults
                 int page = i % 4;
-                byte[] before = LibC.CurrentThreadSignalMask();
+                byte[] before = CurrentThreadSignalMask();
                 long faultsBefore = region.GetStats().WriteFaults;
 
                 region.Pointer[page * PageSize] = (byte)(i + 1);
 
-                byte[] after = LibC.CurrentThreadSignalMask();
+                byte[] after = CurrentThreadSignalMask();
                 Assert.True(region.GetStats().WriteFaults > faultsBefore, "the write did not fault: the test would test nothing");
                 Assert.Equal(before, after);
                 Assert.Equal(written[page], snapshot.Pointer[page * PageSize]);
@@ -215,12 +216,12 @@ public sealed class RuntimeInteropTests
     /// </summary>
     private static void AssertNullReferencesAreCaught(Action fault, int repetitions = Repetitions)
     {
-        byte[] maskBefore = LibC.CurrentThreadSignalMask();
+        byte[] maskBefore = CurrentThreadSignalMask();
         Assert.False(IsBlocked(maskBefore, SigSegv), "SIGSEGV was blocked before the test started");
         for (int i = 0; i < repetitions; i++)
         {
             Assert.Throws<NullReferenceException>(fault);
-            byte[] maskAfter = LibC.CurrentThreadSignalMask();
+            byte[] maskAfter = CurrentThreadSignalMask();
             if (!maskAfter.AsSpan().SequenceEqual(maskBefore))
                 Assert.Fail($"after NullReferenceException #{i + 1} the signal mask is {Convert.ToHexString(maskAfter, 0, 8)}, was {Convert.ToHexString(maskBefore, 0, 8)}");
         }
@@ -253,6 +254,17 @@ public sealed class RuntimeInteropTests
         // Callers keep the region alive (TestThreads holds the thread's delegate); this states that
         // the region must stay reachable until its last dereference above.
         GC.KeepAlive(region);
+    }
+
+    /// <summary>The calling thread's blocked-signal mask, as glibc's 128-byte sigset_t.</summary>
+    private static unsafe byte[] CurrentThreadSignalMask()
+    {
+        byte* set = stackalloc byte[LibC.SigsetBytes];
+        new Span<byte>(set, LibC.SigsetBytes).Clear();
+        int error = LibC.PthreadSigmask(LibC.SigBlock, null, set);
+        if (error != 0)
+            throw new InvalidOperationException($"pthread_sigmask failed with error {error}");
+        return new Span<byte>(set, LibC.SigsetBytes).ToArray();
     }
 
     private static bool IsBlocked(byte[] mask, int signal) => (mask[(signal - 1) / 8] & (1 << ((signal - 1) % 8))) != 0;

@@ -1,3 +1,5 @@
+using static CowEngine.Tests.Support.TestEngines;
+
 namespace CowEngine.Tests;
 
 /// <summary>
@@ -10,8 +12,6 @@ public sealed class SimulatorRollbackTests
 {
     private const int WarmUpSteps = 40;
     private const int FutureSteps = 60;
-
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 1L << 30 });
 
     [Fact]
     public void RunSnapshotRunRollBackRun_GivesBitIdenticalStates_EveryTime()

@@ -1,3 +1,5 @@
+using CowEngine.Tests.Support;
+
 namespace CowEngine.Tests;
 
 /// <summary>
@@ -322,26 +324,7 @@ public sealed class SnapshotSemanticsTests
         {
             view.PrepareForRead(0, view.Length);
             Assert.Equal(pages, view.GetStats().MappedPages);
-            string path = Path.GetTempFileName();
-            try
-            {
-                using (var file = File.OpenHandle(path, FileMode.Create, FileAccess.Write))
-                {
-                    try
-                    {
-                        RandomAccess.Write(file, (ReadOnlySpan<byte>)view.AsSpan(), 0);
-                    }
-                    catch (IOException e)
-                    {
-                        Assert.Fail($"write(2) from a {(view.IsSnapshot ? "snapshot" : "region")} prepared for reading, with {view.GetStats().MappedPages} of {pages} pages mapped, failed: {e.Message}");
-                    }
-                }
-                Assert.True(File.ReadAllBytes(path).AsSpan().SequenceEqual(model), "the file differs from the view");
-            }
-            finally
-            {
-                File.Delete(path);
-            }
+            FileWrites.AssertSavedByWrite(view, model);
         }
         Assert.Equal(copiedBefore, engine.GetStats().PagesCopied); // preparing for reading copies nothing
     }

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using CowEngine.Tests.Support;
+using CowEngine.TestSupport;
 using Microsoft.Win32.SafeHandles;
 
 namespace CowEngine.Tests;

@@ -1,3 +1,5 @@
+using static CowEngine.Tests.Support.TestEngines;
+
 namespace CowEngine.Tests;
 
 /// <summary>
@@ -6,8 +8,6 @@ namespace CowEngine.Tests;
 /// </summary>
 public sealed class TypedCollectionTests
 {
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 1L << 30 });
-
     // ---- CowList ----
 
     /// <summary>The scenario: add 1, 2; snapshot1; add 3; snapshot2; add 4 -> 1,2,3,4 | 1,2 | 1,2,3.</summary>

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -15,8 +16,6 @@ public sealed class ViewFileTests : IDisposable
     private readonly string _directory = Directory.CreateTempSubdirectory("cowengine-files-").FullName;
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
-
-    private static CowMemoryEngine NewEngine() => new(new CowEngineOptions { CapacityBytes = 1L << 30 });
 
     private string PathOf(string name) => Path.Combine(_directory, name);
 

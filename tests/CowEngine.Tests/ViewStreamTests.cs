@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Security.Cryptography;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -11,13 +12,10 @@ public sealed class ViewStreamTests
 {
     private const int PageSize = CowMemoryEngine.PageSize;
 
-    private static CowMemoryEngine NewEngine(int? mappingBudget = null) =>
-        new(new CowEngineOptions { CapacityBytes = 4L << 30, MappingBudget = mappingBudget });
-
     [Fact]
     public void CopyTo_RoundTripsASnapshot_WhileTheViewMovesOn()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewLargeEngine();
         using CowView world = engine.CreateRegion(256 * PageSize);
         byte[] model = Pattern(world.Length, seed: 1);
         model.CopyTo(world.AsSpan());
@@ -40,7 +38,7 @@ public sealed class ViewStreamTests
     [Fact]
     public async Task SavingAnUntouchedSnapshotToAFile_WritesEveryByte()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewLargeEngine();
         using CowView world = engine.CreateRegion(1024 * PageSize);
         byte[] model = Pattern(world.Length, seed: 2);
         model.CopyTo(world.AsSpan());
@@ -64,7 +62,7 @@ public sealed class ViewStreamTests
     [Fact]
     public void Stream_OverAViewWithEvictedSegments_ReadsEveryByte()
     {
-        using CowMemoryEngine engine = NewEngine(mappingBudget: 64);
+        using CowMemoryEngine engine = NewLargeEngine(mappingBudget: 64);
         using CowView world = engine.CreateRegion(8 * 512 * PageSize); // 8 segments of 2 MiB
         byte[] model = Pattern(world.Length, seed: 3);
         model.CopyTo(world.AsSpan());
@@ -84,7 +82,7 @@ public sealed class ViewStreamTests
     [Fact]
     public void CompressedAndDecompressed_GivesTheViewsBytes()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewLargeEngine();
         using CowView world = engine.CreateRegion(64 * PageSize);
         byte[] model = new byte[world.Length];
         for (int i = 0; i < model.Length; i += 97)
@@ -108,7 +106,7 @@ public sealed class ViewStreamTests
     [Fact]
     public void SeekPositionReadByteAndPartialReads_FollowTheStreamContract()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewLargeEngine();
         using CowView view = engine.CreateRegion(2 * PageSize);
         byte[] model = Pattern(view.Length, seed: 4);
         model.CopyTo(view.AsSpan());
@@ -145,7 +143,7 @@ public sealed class ViewStreamTests
     [Fact]
     public async Task ReadAsync_ReadsLikeRead()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewLargeEngine();
         using CowView view = engine.CreateRegion(PageSize);
         byte[] model = Pattern(view.Length, seed: 5);
         model.CopyTo(view.AsSpan());
@@ -166,7 +164,7 @@ public sealed class ViewStreamTests
     [Fact]
     public void Read_BeyondTwoGigabytes()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewLargeEngine();
         using CowView view = engine.CreateRegion(3L << 30);
         long offset = (5L << 29) + 123; // 2.5 GiB + 123
         new byte[] { 1, 2, 3, 4 }.CopyTo(view.AsSpan(offset, 4));
@@ -183,7 +181,7 @@ public sealed class ViewStreamTests
     [Fact]
     public void Disposal_OfTheStreamOrTheView_IsReported()
     {
-        using CowMemoryEngine engine = NewEngine();
+        using CowMemoryEngine engine = NewLargeEngine();
         CowView view = engine.CreateRegion(PageSize);
         var stream = new CowViewStream(view);
         view.Dispose();

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using System.Text;
+using CowEngine.TestSupport;
 
 namespace CowEngine.Tests.Support;
 
@@ -11,7 +11,7 @@ namespace CowEngine.Tests.Support;
 /// (cow_* functions, libcowengine.so), waiting in the runtime (libcoreclr.so: suspended for a GC),
 /// or in a system call.
 /// </summary>
-internal static partial class ThreadStacks
+internal static class ThreadStacks
 {
     private static readonly TimeSpan GdbTimeout = TimeSpan.FromSeconds(45);
 
@@ -26,7 +26,7 @@ internal static partial class ThreadStacks
         if (gdb is null)
             return "(no stacks: gdb is not installed)";
         if (processId == Environment.ProcessId)
-            AllowTracingBy(); // a child may attach to its parent only if the parent says so (Yama)
+            LibC.AllowAnyTracer(); // a child may attach to its parent only if the parent says so (Yama)
         var start = new ProcessStartInfo(gdb)
         {
             RedirectStandardOutput = true,
@@ -90,17 +90,4 @@ internal static partial class ThreadStacks
         .Split(':', StringSplitOptions.RemoveEmptyEntries)
         .Select(directory => Path.Combine(directory, program))
         .FirstOrDefault(File.Exists);
-
-    private const int PrSetPtracer = 0x59616d61;
-    private const ulong PrSetPtracerAny = ulong.MaxValue;
-
-    [LibraryImport("libc", EntryPoint = "prctl")]
-    private static partial int Prctl(int option, ulong argument2, ulong argument3, ulong argument4, ulong argument5);
-
-    /// <summary>
-    /// Lets a debugger started by this process attach to it where the Yama LSM restricts ptrace to
-    /// ancestors (kernel.yama.ptrace_scope = 1). A setting of this process only, not of the system;
-    /// harmless where Yama is absent (the call then fails with EINVAL, which is ignored).
-    /// </summary>
-    private static void AllowTracingBy() => _ = Prctl(PrSetPtracer, PrSetPtracerAny, 0, 0, 0);
 }

@@ -1,23 +1,31 @@
 using System.Runtime.InteropServices;
 
-namespace CowEngine.Tests.Support;
+namespace CowEngine.TestSupport;
 
 /// <summary>
-/// The libc calls the tests make directly: to put the kernel (not managed code) in front of the
-/// engine's pages, and to read the thread's signal mask. Functions that report failure through
-/// errno set it for <see cref="Marshal.GetLastPInvokeError"/>.
+/// The libc calls the tests and the stress program make directly: a pipe, so that the kernel (not
+/// managed code) reads and writes the engine's pages; the thread's signal mask; and the permission
+/// for gdb to attach to the process. Functions that report failure through errno set it for
+/// <see cref="Marshal.GetLastPInvokeError"/>.
 /// </summary>
-internal static unsafe partial class LibC
+public static unsafe partial class LibC
 {
     private const string Library = "libc";
 
+    /// <summary>errno "Bad address": what read(2) and write(2) fail with on memory the kernel cannot access.</summary>
     public const int EFAULT = 14;
 
-    /// <summary>pthread_sigmask's "how"; ignored when the new set is null (then it only reads).</summary>
+    /// <summary>pthread_sigmask's "how" SIG_BLOCK; ignored when the new set is null (then it only reads).</summary>
     public const int SigBlock = 0;
 
     /// <summary>Bytes of glibc's sigset_t (1024 bits); the kernel fills only the first 8.</summary>
     public const int SigsetBytes = 128;
+
+    /// <summary>prctl option PR_SET_PTRACER: who may ptrace this process (Yama).</summary>
+    public const int PrSetPtracer = 0x59616d61;
+
+    /// <summary>PR_SET_PTRACER_ANY.</summary>
+    public static readonly nuint PtracerAny = nuint.MaxValue;
 
     [LibraryImport(Library, EntryPoint = "pipe", SetLastError = true)]
     public static partial int Pipe(int* fileDescriptors);
@@ -35,16 +43,8 @@ internal static unsafe partial class LibC
     [LibraryImport(Library, EntryPoint = "pthread_sigmask", SetLastError = true)]
     public static partial int PthreadSigmask(int how, byte* set, byte* oldSet);
 
-    /// <summary>The calling thread's blocked-signal mask, as 128 bytes.</summary>
-    public static byte[] CurrentThreadSignalMask()
-    {
-        byte* set = stackalloc byte[SigsetBytes];
-        new Span<byte>(set, SigsetBytes).Clear();
-        int error = PthreadSigmask(SigBlock, null, set);
-        if (error != 0)
-            throw new InvalidOperationException($"pthread_sigmask failed with error {error}");
-        return new Span<byte>(set, SigsetBytes).ToArray();
-    }
+    [LibraryImport(Library, EntryPoint = "prctl", SetLastError = true)]
+    public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 
     /// <summary>A pipe's (read end, write end).</summary>
     public static (int ReadEnd, int WriteEnd) CreatePipe()
@@ -62,7 +62,15 @@ internal static unsafe partial class LibC
         {
             nint written = Write(fd, bytes, (nuint)data.Length);
             if (written != data.Length)
-                throw new InvalidOperationException($"write returned {written}, errno {Marshal.GetLastPInvokeError()}");
+                throw new InvalidOperationException($"write returned {written} of {data.Length} bytes, errno {Marshal.GetLastPInvokeError()}");
         }
     }
+
+    /// <summary>
+    /// Lets a debugger started by this process (gdb, for its threads' native stacks) attach to it
+    /// where the Yama LSM restricts ptrace to ancestors (kernel.yama.ptrace_scope = 1). A setting of
+    /// this process only, not of the system; harmless where Yama is absent (the call then fails
+    /// with EINVAL, which is ignored).
+    /// </summary>
+    public static void AllowAnyTracer() => _ = Prctl(PrSetPtracer, PtracerAny, 0, 0, 0);
 }

@@ -1,10 +1,9 @@
 using System.Globalization;
-using System.Text;
 
-namespace CowEngine.Tests.Support;
+namespace CowEngine.TestSupport;
 
 /// <summary>One line of /proc/self/maps: a kernel mapping (VMA).</summary>
-internal readonly record struct Vma(ulong Start, ulong End, string Permissions, ulong Offset, ulong Inode, string Path)
+public readonly record struct Vma(ulong Start, ulong End, string Permissions, ulong Offset, ulong Inode, string Path)
 {
     public bool Contains(ulong address) => address >= Start && address < End;
 
@@ -18,14 +17,15 @@ internal readonly record struct Vma(ulong Start, ulong End, string Permissions, 
 
 /// <summary>
 /// Reads the kernel's own list of the process's mappings. The engine keeps its own count of every
-/// view's mappings (for its budget against vm.max_map_count); the tests compare that count, and the
-/// file offsets the engine believes each page maps, with what the kernel really did.
+/// view's mappings (for its budget against vm.max_map_count); the tests and the stress program's
+/// audit compare that count, and the tests the file offsets the engine believes each page maps,
+/// with what the kernel really did.
 /// </summary>
 /// <remarks>
 /// Other tests create and dispose mappings in parallel, so only the lines inside ranges this test
 /// owns are meaningful; a reader that wants process-wide totals must run in a non-parallel collection.
 /// </remarks>
-internal static class ProcMaps
+public static class ProcMaps
 {
     /// <summary>All mappings, sorted by address (the kernel lists them in order).</summary>
     public static List<Vma> ReadAll()
@@ -108,35 +108,6 @@ internal static class ProcMaps
                 return vma;
         }
         return null;
-    }
-
-    /// <summary>
-    /// The kernel's mappings over a view next to the engine's page table (runs of file-contiguous
-    /// slots), page by page, to explain a disagreement about the view's mappings.
-    /// </summary>
-    public static string Describe(CowView view, IEnumerable<Vma> kernelMappings)
-    {
-        const int pageSize = CowMemoryEngine.PageSize;
-        var text = new StringBuilder("kernel mappings (pages relative to the view; slot = file offset / 4096):\n");
-        long start = view.BaseAddress;
-        foreach (Vma vma in kernelMappings)
-        {
-            long first = ((long)vma.Start - start) / pageSize, end = ((long)vma.End - start) / pageSize;
-            string what = vma.Inode == 0 ? $"anonymous '{vma.Path}'" : $"slot {vma.Offset / pageSize}";
-            text.Append(CultureInfo.InvariantCulture, $"  pages [{first}, {end}) {vma.Permissions} {what}\n");
-        }
-        CowViewStats stats = view.GetStats();
-        text.Append(CultureInfo.InvariantCulture,
-            $"engine: {stats.Mappings} mappings, {stats.MappedPages} pages mapped, {stats.WritablePages} writable; runs of file-contiguous slots:\n");
-        long runStart = 0;
-        for (long page = 1; page <= view.PageCount; page++)
-        {
-            if (page < view.PageCount && view.SlotOf(page) == view.SlotOf(page - 1) + 1)
-                continue;
-            text.Append(CultureInfo.InvariantCulture, $"  pages [{runStart}, {page}) slot {view.SlotOf(runStart)}\n");
-            runStart = page;
-        }
-        return text.ToString();
     }
 
     // Format: "start-end perms offset major:minor inode   path"; the path may be missing or contain spaces.

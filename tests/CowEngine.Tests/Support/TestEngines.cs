@@ -1,0 +1,31 @@
+namespace CowEngine.Tests.Support;
+
+/// <summary>
+/// The engines the tests make when the options are not what the test is about: a fixed capacity,
+/// so that what a test may allocate does not depend on the machine (the default capacity is its
+/// physical memory), and the default mapping budget unless the test gives one.
+/// </summary>
+/// <remarks>Use with <c>using static CowEngine.Tests.Support.TestEngines;</c>.</remarks>
+internal static class TestEngines
+{
+    /// <summary>The capacity of <see cref="NewEngine"/>: 1 GiB.</summary>
+    public const long Capacity = 1L << 30;
+
+    /// <summary>The capacity of <see cref="NewSmallEngine"/>: 256 MiB.</summary>
+    public const long SmallCapacity = 256L << 20;
+
+    /// <summary>The capacity of <see cref="NewLargeEngine"/>: 4 GiB, room for a view of more than 2 GiB.</summary>
+    public const long LargeCapacity = 4L << 30;
+
+    /// <summary>An engine of 1 GiB.</summary>
+    public static CowMemoryEngine NewEngine(int? mappingBudget = null) => New(Capacity, mappingBudget);
+
+    /// <summary>An engine of 256 MiB.</summary>
+    public static CowMemoryEngine NewSmallEngine(int? mappingBudget = null) => New(SmallCapacity, mappingBudget);
+
+    /// <summary>An engine of 4 GiB.</summary>
+    public static CowMemoryEngine NewLargeEngine(int? mappingBudget = null) => New(LargeCapacity, mappingBudget);
+
+    private static CowMemoryEngine New(long capacityBytes, int? mappingBudget) =>
+        new(new CowEngineOptions { CapacityBytes = capacityBytes, MappingBudget = mappingBudget });
+}

@@ -79,6 +79,13 @@ extern "C" {
 #define COW_VIEW_LIVE     1u
 #define COW_VIEW_DISPOSED 2u
 
+/* cow_engine_t.write_protection: how pages are write-protected and made writable again in place */
+#define COW_PROTECT_MPROTECT    0u /* mprotect; a write to a protected page raises SIGSEGV */
+#define COW_PROTECT_USERFAULTFD 1u /* userfaultfd write-protect (UFFDIO_WRITEPROTECT): SIGBUS, no mapping splits */
+
+/* cow_view_t.flags */
+#define COW_VIEW_EXACT_WRITES 1u /* a region made with track_writes: faults never resolve pages ahead */
+
 /* Directory entry flag: the view (index + 1 in the low bits) owning this segment was disposed. */
 #define COW_DIRECTORY_DISPOSED 0x80000000u
 
@@ -99,7 +106,7 @@ typedef struct cow_engine {
     uint32_t chunk_capacity;
     uint32_t leaf_capacity;
     int32_t memfd;
-    uint32_t reserved0;
+    uint32_t fault_around_pages; /* most pages one write fault resolves (a sequential run); 1: none ahead */
 
     /* ---- allocator state, under alloc_lock ---- */
     uint32_t alloc_lock;
@@ -107,7 +114,7 @@ typedef struct cow_engine {
     uint32_t chunk_bump; /* chunks [chunk_bump, chunk_capacity) were never used */
     uint32_t leaf_free_count;
     uint32_t leaf_bump;
-    uint32_t reserved1;
+    uint32_t write_protection; /* COW_PROTECT_*, set by the owner before cow_engine_init */
 
     /* ---- counters, updated atomically, read racily for statistics ---- */
     uint64_t slots_in_use;
@@ -146,6 +153,16 @@ typedef struct cow_engine {
 
     /* ---- striped per-(view, segment) locks ---- */
     uint32_t stripes[COW_STRIPE_COUNT];
+
+    /* ---- leaf lineage, for reverse copy-on-write (docs/design.md, the fault path). Hints only:
+     * whoever acts on them validates them under the locks of the view they name. Set by the owner:
+     * [leaf_capacity] and [leaf_capacity * 2]. ---- */
+    uint32_t *leaf_origins;  /* the leaf each leaf was copied from when a view unshared it, or COW_NONE */
+    uint32_t *leaf_holders;  /* two views (index + 1, 0 = none) known to hold each leaf */
+    uint64_t reverse_copies; /* first writes that gave the copy to the other holder (the writer kept its slot) */
+    uint64_t pages_restored_by_copy; /* pages a restore copied back into the view's own slots */
+    int32_t uffd;                    /* with COW_PROTECT_USERFAULTFD: the engine's userfaultfd (set by the owner) */
+    uint32_t reserved4;
 } cow_engine_t;
 
 /*
@@ -176,7 +193,21 @@ typedef struct cow_view {
     uint64_t write_faults;  /* faults the handler resolved on this view */
     uint64_t pages_copied;  /* private copies made for this view (faults and prepare_write) */
     uint32_t live_position; /* position in its engine's live_list while LIVE */
-    uint32_t reserved;
+    uint32_t flags;         /* COW_VIEW_*, set by the native call that makes the view LIVE */
+
+    /* ---- set by the owner while FREE, zero-filled ---- */
+    uint32_t *fault_streaks;    /* [segment_count] the run of write faults in each segment (cow_fault.c) */
+    uint64_t *changed_bits;     /* [(page_count + 63) / 64] pages that may differ from the base */
+    uint64_t *changed_segments; /* [(segment_count + 63) / 64] segments with a changed page */
+
+    /* ---- the base: a view whose contents this one has, but for the changed pages, so that a restore
+     * to it costs the changed pages (docs/design.md, restore) ---- */
+    uint64_t modifications;      /* bumped whenever a page of this view may change (made writable, restored) */
+    uint64_t base_modifications; /* the base's modifications when it became the base */
+    uint32_t base_view;          /* index + 1 of the base view, 0 = none */
+    uint32_t base_incarnation;   /* the base's incarnation then (entries are recycled) */
+    uint32_t incarnation;        /* bumped each time this entry goes LIVE; kept while FREE */
+    uint32_t reserved2;
 } cow_view_t;
 
 /* The process-wide tables the handler starts from. */
@@ -212,6 +243,12 @@ COW_API int cow_install(cow_process_t *process);
 /* 1 if our handler is the current SIGSEGV disposition, 0 if someone replaced it. */
 COW_API int cow_handler_is_current(void);
 
+/* Installs the SIGBUS handler that resolves userfaultfd write-protect faults (once; before the first
+ * engine with COW_PROTECT_USERFAULTFD). It runs on the faulting thread's own stack (no SA_ONSTACK):
+ * the SIGBUS it does not recognise goes to the previous handler (the .NET runtime's, installed without
+ * SA_ONSTACK) exactly as the kernel would have delivered it. */
+COW_API int cow_install_sigbus(void);
+
 /* ---- engine ---- */
 
 /* Initialises the allocator state of an engine whose tables the owner filled in. */
@@ -241,16 +278,19 @@ COW_API int cow_region_create(cow_view_t *view, int track_writes);
  * Consistent cut: writes that completed before the call are in both, later writes in neither. */
 COW_API int cow_view_snapshot(cow_view_t *source, cow_view_t *target);
 
-/* Makes `view` hold exactly the contents of `source` (same engine and page_count), sharing its
- * pages: each 2 MiB segment whose leaf differs is unmapped (one mmap) and takes the source's leaf;
- * its pages are mapped again on first touch. Segments with equal leaves cost one comparison. Both
- * views stay writable. On failure both hold their old contents. */
+/* Makes `view` hold exactly the contents of `source` (same engine and page_count). A differing page
+ * the view owns alone gets the source's bytes copied into it (it keeps its slot, write-protected);
+ * the rest of a differing segment takes the source's leaf (unmapped, mapped again on first touch).
+ * When the source is the view's base, only the pages changed since are looked at; otherwise every
+ * segment whose leaf differs. Both views stay writable. On failure both hold their old contents. */
 COW_API int cow_view_restore(cow_view_t *view, cow_view_t *source);
 
 /* Sets bit p of `bits_out` (zeroed by the caller, (page_count + 63) / 64 words) for every page
- * whose slot differs between the two views (same page_count): the pages whose contents CAN differ.
- * Never misses a changed page; reports a page written with the bytes it already held. Segments
- * that share a leaf are skipped, so two views of one lineage cost what differs between them. */
+ * whose bytes differ between the two views (same page_count), and for every page whose slots differ
+ * where one slot is not in memory (it is not read: that would allocate it). Only pages whose slots
+ * differ can differ, and only those are compared: segments that share a leaf are skipped, and when one view is
+ * the other's base (a snapshot and its source, a view and what it was last restored to) only the
+ * pages changed since, so the cost follows what differs, not the views' size. */
 COW_API int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *count_out);
 
 /* Get and reset: copies into bits_out the pages made writable since the view was created (if it
@@ -283,6 +323,11 @@ COW_API uint32_t cow_view_slot_of(cow_view_t *view, uint64_t page);
 /* ---- OS layer, for the managed owner ---- */
 
 COW_API int cow_os_memfd_create(const char *name, uint64_t size, int32_t *fd_out);
+/* A userfaultfd for write protection by SIGBUS (user-mode faults only, which an ordinary user may open
+ * whatever vm.unprivileged_userfaultfd says): O_CLOEXEC | O_NONBLOCK, features SIGBUS and write-protect
+ * of shared memory. ENOSYS: no userfaultfd; EPERM: refused (seccomp, sysctl); EOPNOTSUPP: the kernel
+ * lacks write-protect of shared memory (before 5.19) or SIGBUS delivery. */
+COW_API int cow_os_userfaultfd_open(int32_t *fd_out);
 COW_API int cow_os_close(int32_t fd);
 /* Reserves size bytes of PROT_NONE address space aligned to `alignment` (a power of two). */
 COW_API int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_out);

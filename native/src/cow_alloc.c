@@ -12,6 +12,7 @@
 #include "cow_internal.h"
 
 #include <errno.h>
+#include <string.h>
 
 #define COW_SLOT_PUNCHING 0x80000000u
 
@@ -159,7 +160,7 @@ int cow_chunks_allocate(cow_engine_t *engine, uint32_t count, uint32_t *first_ou
     return 0;
 }
 
-int cow_leaf_allocate(cow_engine_t *engine, uint32_t *leaf_out)
+int cow_leaf_allocate(cow_engine_t *engine, const cow_view_t *holder, uint32_t origin, uint32_t *leaf_out)
 {
     uint32_t leaf;
     cow_spin_lock(&engine->alloc_lock);
@@ -172,9 +173,43 @@ int cow_leaf_allocate(cow_engine_t *engine, uint32_t *leaf_out)
         return ENOSPC;
     }
     cow_spin_unlock(&engine->alloc_lock);
+    cow_store_relaxed(&engine->leaf_origins[leaf], origin);
+    cow_store_relaxed(&engine->leaf_holders[2 * (uint64_t)leaf], holder->index + 1);
+    cow_store_relaxed(&engine->leaf_holders[2 * (uint64_t)leaf + 1], 0u);
     cow_store_release(&engine->leaf_refcounts[leaf], 1u);
     cow_add(&engine->leaves_in_use, 1u);
     *leaf_out = leaf;
+    return 0;
+}
+
+/* ---- leaf lineage hints: racy by design (validated by whoever acts on them) ---- */
+
+void cow_leaf_hold(cow_engine_t *engine, uint32_t leaf, const cow_view_t *holder)
+{
+    uint32_t *holders = &engine->leaf_holders[2 * (uint64_t)leaf], mark = holder->index + 1;
+    if (cow_load_relaxed(&holders[0]) == mark || cow_load_relaxed(&holders[1]) == mark)
+        return;
+    /* A free place, else the second: the newest holder (a snapshot just taken) is the likeliest
+     * partner of the next reverse copy. */
+    cow_store_relaxed(&holders[cow_load_relaxed(&holders[0]) == 0 ? 0 : 1], mark);
+}
+
+void cow_leaf_unhold(cow_engine_t *engine, uint32_t leaf, const cow_view_t *holder)
+{
+    uint32_t *holders = &engine->leaf_holders[2 * (uint64_t)leaf], mark = holder->index + 1;
+    for (int i = 0; i < 2; i++)
+        if (cow_load_relaxed(&holders[i]) == mark)
+            cow_store_relaxed(&holders[i], 0u);
+}
+
+uint32_t cow_leaf_other_holder(cow_engine_t *engine, uint32_t leaf, const cow_view_t *view)
+{
+    const uint32_t *holders = &engine->leaf_holders[2 * (uint64_t)leaf];
+    for (int i = 0; i < 2; i++) {
+        uint32_t mark = cow_load_relaxed(&holders[i]);
+        if (mark != 0 && mark != view->index + 1)
+            return mark;
+    }
     return 0;
 }
 
@@ -230,11 +265,15 @@ int cow_engine_init(cow_engine_t *engine)
 {
     if (engine->pool == NULL || engine->slot_refcounts == NULL || engine->chunk_live == NULL ||
         engine->chunk_free == NULL || engine->leaf_refcounts == NULL || engine->leaf_entries == NULL ||
-        engine->leaf_free == NULL || engine->live_list == NULL || engine->chunk_capacity == 0 ||
-        engine->leaf_capacity == 0 || engine->chunk_capacity > (COW_NONE >> COW_CHUNK_SLOTS_SHIFT) || engine->memfd < 0)
+        engine->leaf_free == NULL || engine->live_list == NULL || engine->leaf_origins == NULL ||
+        engine->leaf_holders == NULL || engine->chunk_capacity == 0 || engine->leaf_capacity == 0 ||
+        engine->chunk_capacity > (COW_NONE >> COW_CHUNK_SLOTS_SHIFT) || engine->memfd < 0)
         return EINVAL;
     if ((engine->reclaim_capacity & (engine->reclaim_capacity - 1)) != 0 ||
         (engine->reclaim_capacity != 0 && engine->reclaim_ring == NULL))
+        return EINVAL;
+    if (engine->write_protection > COW_PROTECT_USERFAULTFD ||
+        (engine->write_protection == COW_PROTECT_USERFAULTFD && engine->uffd < 0))
         return EINVAL;
     engine->alloc_lock = 0;
     engine->chunk_free_count = 0;
@@ -244,4 +283,15 @@ int cow_engine_init(cow_engine_t *engine)
     engine->live_count = 0;
     engine->reclaim_head = engine->reclaim_tail = engine->reclaim_lock = 0;
     return 0;
+}
+
+int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b)
+{
+    if (a == b)
+        return 0;
+    uint8_t *page_a = engine->pool + ((uint64_t)a << COW_PAGE_SHIFT);
+    uint8_t *page_b = engine->pool + ((uint64_t)b << COW_PAGE_SHIFT);
+    if (!cow_os_is_resident(page_a) || !cow_os_is_resident(page_b))
+        return 1;
+    return memcmp(page_a, page_b, COW_PAGE_SIZE) != 0;
 }

@@ -17,19 +17,51 @@
 
 #include <errno.h>
 
-/* Resolves `page` as a write or a read under the segment's guard (which the caller holds). */
-static int cow_fault_resolve_page(cow_view_t *view, uint64_t page, int is_write, cow_resolve_result_t *result)
+/* ---- write fault-around ----
+ * A write fault at the page where the segment's last write fault ended continues a sequential run.
+ * From the second continuation on, the fault also resolves the pages after it, the window doubling
+ * (2, 4, 8, ...) up to the engine's fault_around_pages while the run holds, and back to one page
+ * when it breaks: a sequential pass pays one signal per many pages, while two random writes that
+ * happen to be neighbours resolve nothing ahead. Pages resolved ahead but never written cost a copy
+ * each (and count as dirty): at most the last window of a run. Strided and random writes never
+ * continue a run. The streak lives in view->fault_streaks[segment] - the index of the page after the
+ * last one resolved, and the run's length in faults in the high half - under the segment's guard. */
+static uint32_t cow_fault_window(cow_view_t *view, uint64_t page)
+{
+    uint32_t segment = cow_segment_of(page), limit = view->engine->fault_around_pages;
+    uint64_t first = cow_segment_first(segment), end = cow_segment_end(view, segment);
+    if (limit <= 1 || (view->flags & COW_VIEW_EXACT_WRITES) != 0)
+        return 1;
+    uint32_t streak = view->fault_streaks[segment];
+    uint32_t next = streak & 0xFFFFu, run = streak >> 16;
+    run = next == page - first && run != 0 ? (run < 16 ? run + 1 : run) : 1;
+    uint32_t window = run <= 1 ? 1u : 1u << (run - 1 < 10 ? run - 1 : 10);
+    if (window > limit)
+        window = limit;
+    uint64_t stop = page + 1;
+    while (stop < end && stop < page + window && !cow_is_writable(view, stop))
+        stop++;
+    view->fault_streaks[segment] = (run << 16) | (uint32_t)(stop - first);
+    return (uint32_t)(stop - page);
+}
+
+/* Resolves `page` as a write (with `ahead` - 1 more pages after it) or a read, under the segment's
+ * guard `guard` (which the caller holds). */
+static int cow_fault_resolve_page(cow_view_t *view, uint64_t page, int is_write, uint32_t ahead,
+                                  const cow_segment_guard_t *guard, cow_resolve_result_t *result)
 {
     result->failed_call = COW_CALL_MMAP;
     result->copies = 0;
-    return is_write ? cow_resolve_write(view, page, 1, COW_RESOLVE_FAULT, result) : cow_resolve_read(view, page);
+    if (!is_write)
+        return cow_resolve_read(view, page);
+    return cow_resolve_write(view, page, ahead, COW_RESOLVE_FAULT, guard, result);
 }
 
 /* Maps a page of a collapsed segment again, as it was (`class`) or as the fault needs it. */
-static void cow_fault_map_back(cow_view_t *view, uint64_t page, int class)
+static void cow_fault_map_back(cow_view_t *view, uint64_t page, int class, const cow_segment_guard_t *guard)
 {
     cow_resolve_result_t result;
-    int error = cow_fault_resolve_page(view, page, class == COW_CLASS_WRITE, &result);
+    int error = cow_fault_resolve_page(view, page, class == COW_CLASS_WRITE, 1, guard, &result);
     if (error != 0)
         cow_die_in_fault(cow_page_address(view, page), error, result.failed_call);
 }
@@ -51,11 +83,11 @@ static void cow_fault_collapse_segment(cow_view_t *view, uint64_t page, int is_w
         cow_map_unmap(view, first, end, 1, &unmapped);
     if (unmapped) {
         cow_add(&view->engine->evictions, 1u);
-        cow_fault_map_back(view, page, is_write ? COW_CLASS_WRITE : COW_CLASS_READ);
+        cow_fault_map_back(view, page, is_write ? COW_CLASS_WRITE : COW_CLASS_READ, &guard);
         if (previous_class != COW_CLASS_UNMAPPED)
-            cow_fault_map_back(view, page - 1, previous_class);
+            cow_fault_map_back(view, page - 1, previous_class, &guard);
         if (next_class != COW_CLASS_UNMAPPED)
-            cow_fault_map_back(view, page + 1, next_class);
+            cow_fault_map_back(view, page + 1, next_class, &guard);
     }
     cow_segment_unlock(&guard);
 }
@@ -75,7 +107,8 @@ static void cow_fault_resolve_in_view(cow_view_t *view, uint64_t page, int is_wr
     for (int attempt = 0; attempt < 2; attempt++) {
         cow_segment_guard_t guard;
         cow_segment_lock(view, segment, &guard);
-        error = cow_fault_resolve_page(view, page, is_write, &result);
+        error =
+            cow_fault_resolve_page(view, page, is_write, is_write ? cow_fault_window(view, page) : 1, &guard, &result);
         cow_segment_unlock(&guard);
         if (error != ENOMEM)
             break;
@@ -97,8 +130,9 @@ static void cow_fault_resolve_in_view(cow_view_t *view, uint64_t page, int is_wr
         cow_fault_collapse_segment(view, page, is_write);
 }
 
-int cow_fault_resolve(uint64_t address, int is_write)
+int cow_fault_resolve(uint64_t address, cow_fault_kind_t kind)
 {
+    int is_write = kind != COW_FAULT_READ;
     cow_process_t *process = cow_process();
     if (process == NULL || address - process->arena_base >= process->arena_size)
         return 0;
@@ -112,6 +146,11 @@ int cow_fault_resolve(uint64_t address, int is_write)
     cow_view_t *view = &process->views[entry - 1];
 
     cow_read_lock(&view->lock);
+    if (kind == COW_FAULT_WRITE_PROTECTED && view->state == COW_VIEW_LIVE &&
+        view->engine->write_protection != COW_PROTECT_USERFAULTFD) {
+        cow_read_unlock(&view->lock); /* a SIGBUS, but not one of our write-protect faults */
+        return 0;
+    }
     if (view->state != COW_VIEW_LIVE || address < view->base || address >= cow_view_end(view)) {
         /* Disposed a moment ago, before its directory entries were flagged. */
         int disposed = view->state == COW_VIEW_DISPOSED && address >= view->base && address < cow_view_end(view);

@@ -131,12 +131,28 @@ static inline int cow_is_pinned(const cow_view_t *view, uint64_t page)
     return cow_bit(view->pinned_bits, page);
 }
 
+/* A page that may now differ from the view's base (made writable, restored): its bit, and its
+ * segment's bit (one word holds 64 segments, which faults under other guards set too: atomically). */
+static inline void cow_mark_changed(cow_view_t *view, uint64_t page)
+{
+    cow_bit_set(view->changed_bits, page);
+    uint32_t segment = cow_segment_of(page);
+    uint64_t bit = 1ull << (segment & 63);
+    if ((cow_load_relaxed(&view->changed_segments[segment >> 6]) & bit) == 0)
+        __atomic_fetch_or(&view->changed_segments[segment >> 6], bit, __ATOMIC_RELAXED);
+}
+
 /* ---- os layer (cow_os.c) ---- */
 COW_INTERNAL int cow_os_map_slots(uint64_t address, uint64_t length, int writable, int populate, int fd,
                                   uint64_t offset);
 COW_INTERNAL int cow_os_protect(uint64_t address, uint64_t length, int writable);
 COW_INTERNAL int cow_os_reserve_fixed(uint64_t address, uint64_t length);
 COW_INTERNAL int cow_os_punch(int fd, uint64_t offset, uint64_t length);
+/* userfaultfd: register a range for write-protect faults; write-protect it (protect 1) or not. */
+COW_INTERNAL int cow_os_uffd_register(int fd, uint64_t address, uint64_t length);
+COW_INTERNAL int cow_os_uffd_protect(int fd, uint64_t address, uint64_t length, int protect);
+/* 1 if the page (of a shared mapping) is in memory: reading it will not allocate or swap in. */
+COW_INTERNAL int cow_os_is_resident(const void *page);
 
 /* ---- locks (cow_lock.c) ---- */
 COW_INTERNAL void cow_spin_lock(uint32_t *lock);
@@ -163,8 +179,11 @@ typedef struct cow_segment_guard {
 } cow_segment_guard_t;
 
 COW_INTERNAL void cow_segment_lock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard);
-/* Takes all of them or none; 1 if it did. */
-COW_INTERNAL int cow_segment_trylock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard);
+/* Takes all of them or none (1 if it did), for a caller that may hold the guard `held` (NULL: none) of
+ * another (view, segment): stripes the two guards share are already the caller's, so they are neither
+ * taken again nor, at unlock, released. */
+COW_INTERNAL int cow_segment_trylock_beside(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *held,
+                                            cow_segment_guard_t *guard);
 COW_INTERNAL void cow_segment_unlock(cow_segment_guard_t *guard);
 
 /* ---- diagnostics (cow_diag.c): async-signal-safe, for states the engine cannot leave safely ---- */
@@ -213,9 +232,21 @@ COW_INTERNAL void cow_chunk_release(cow_release_batch_t *batch, uint32_t chunk);
 
 /* Allocates `count` chunks at consecutive indices (each holding the writer reference). */
 COW_INTERNAL int cow_chunks_allocate(cow_engine_t *engine, uint32_t count, uint32_t *first_out);
-COW_INTERNAL int cow_leaf_allocate(cow_engine_t *engine, uint32_t *leaf_out);
+/* A leaf of refcount 1 for `holder`, copied from `origin` (COW_NONE: a new one); its entries are the
+ * caller's to fill. */
+COW_INTERNAL int cow_leaf_allocate(cow_engine_t *engine, const cow_view_t *holder, uint32_t origin, uint32_t *leaf_out);
+/* Lineage hints: record that `holder` holds / no longer holds `leaf`; another holder of `leaf` than
+ * `view` (index + 1), or 0 if none is known. */
+COW_INTERNAL void cow_leaf_hold(cow_engine_t *engine, uint32_t leaf, const cow_view_t *holder);
+COW_INTERNAL void cow_leaf_unhold(cow_engine_t *engine, uint32_t leaf, const cow_view_t *holder);
+COW_INTERNAL uint32_t cow_leaf_other_holder(cow_engine_t *engine, uint32_t leaf, const cow_view_t *view);
 /* Counts `count` more slots as in use, failing with ENOSPC past the engine's slot limit. */
 COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
+
+/* Whether two slots may hold different bytes: compared through the pool window, unless one of them is
+ * not in memory (never written, or swapped out) - reading it would allocate a page (shared memory
+ * allocates on a read fault) or swap it in, so they count as differing instead. */
+COW_INTERNAL int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b);
 
 /* Takes the slot for a private copy of `page` of `view`: position page % 512 of the view's write
  * chunk for that segment, replacing the write chunk when that position is taken. Caller holds the
@@ -242,12 +273,20 @@ COW_INTERNAL int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release
 
 typedef struct cow_protector {
     const char *name;
+    /* 1 if protection is part of the kernel's mapping (mprotect): read-only and read-write pages are
+     * different mappings. 0 if it is kept per page table entry (userfaultfd): only unmapped pages
+     * differ from mapped ones, and a protection change splits nothing. */
+    int protection_splits;
+    /* Maps pages [first, end) onto consecutive slots from `slot`, read-only (COW_CLASS_READ) or
+     * writable: the mapping does not let a write through unseen at any moment. */
+    int (*map)(cow_view_t *view, uint64_t first, uint64_t end, int class, uint32_t slot, int populate);
     /* Makes mapped pages [first, end) read-only / read-write, in place (same slots). */
     int (*protect)(cow_view_t *view, uint64_t first, uint64_t end);
     int (*unprotect)(cow_view_t *view, uint64_t first, uint64_t end);
 } cow_protector_t;
 
 COW_INTERNAL extern const cow_protector_t cow_protector_mprotect;
+COW_INTERNAL extern const cow_protector_t cow_protector_userfaultfd; /* cow_protect_uffd.c */
 
 static inline int cow_page_class(const cow_view_t *view, uint64_t page)
 {
@@ -319,10 +358,10 @@ typedef struct cow_resolve_result {
 } cow_resolve_result_t;
 
 /* Makes pages [first, first + count) of one segment private and writable. Caller holds the view's
- * read (or write) lock and the segment's guard. On failure every page is either fully resolved or
- * left exactly as it was. */
+ * read (or write) lock and the segment's guard `held` (NULL only under the write lock). On failure
+ * every page is either fully resolved or left with its contents as they were. */
 COW_INTERNAL int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_resolve_purpose_t purpose,
-                                   cow_resolve_result_t *result);
+                                   const cow_segment_guard_t *held, cow_resolve_result_t *result);
 /* A read fault or PrepareForRead: maps read-only the run of not-yet-mapped pages with file-contiguous
  * slots around `page`, within its segment; a mapped page is mapped again as its bits say. Same
  * locking as cow_resolve_write. */
@@ -330,11 +369,28 @@ COW_INTERNAL int cow_resolve_read(cow_view_t *view, uint64_t page);
 
 /* ---- the fault path (cow_fault.c) ---- */
 
-/* Resolves a SEGV_ACCERR fault at `address` if it is ours. 1: resolved, return from the handler;
- * 0: not ours, chain it. Never returns when it cannot resolve one of ours. */
-COW_INTERNAL int cow_fault_resolve(uint64_t address, int is_write);
+typedef enum cow_fault_kind {
+    COW_FAULT_READ,            /* SIGSEGV, SEGV_ACCERR, a read */
+    COW_FAULT_WRITE,           /* SIGSEGV, SEGV_ACCERR, a write */
+    COW_FAULT_WRITE_PROTECTED, /* SIGBUS, BUS_ADRERR: a userfaultfd write-protect fault, if ours */
+} cow_fault_kind_t;
 
-/* ---- views (cow_view.c), for cow_query.c and cow_prepare.c ---- */
+/* Resolves a fault at `address` if it is ours. 1: resolved, return from the handler; 0: not ours,
+ * chain it. Never returns when it cannot resolve one of ours. */
+COW_INTERNAL int cow_fault_resolve(uint64_t address, cow_fault_kind_t kind);
+
+/* ---- views (cow_view.c), for cow_restore.c, cow_query.c and cow_prepare.c ---- */
+
+/* How often Snapshot and RestoreTo make room without locks and try again before they refuse. */
+#define COW_ROOM_ATTEMPTS 4
+
+/* A new life for a view entry: a new incarnation, no base. Before the view goes LIVE. */
+COW_INTERNAL void cow_view_begin_life(cow_view_t *view);
+/* `base` becomes the view's base: its contents are the base's, no page is changed. Under the write
+ * locks of both (or before the view is LIVE). */
+COW_INTERNAL void cow_view_set_base(cow_view_t *view, cow_view_t *base);
+/* 1 if `base` is still the view's base: the same incarnation, not modified since. */
+COW_INTERNAL int cow_view_has_base(const cow_view_t *view, const cow_view_t *base);
 
 /* Checks the fields the owner set: engine, size, alignment, place in the arena and the view table. */
 COW_INTERNAL int cow_view_shape_is_valid(const cow_view_t *view);

@@ -134,15 +134,28 @@ void cow_segment_lock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *g
         cow_spin_lock(guard->stripes[i]);
 }
 
-int cow_segment_trylock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard)
+static int cow_guard_holds(const cow_segment_guard_t *guard, const uint32_t *stripe)
 {
-    cow_guard_init(view, segment, guard);
-    for (uint32_t i = 0; i < guard->count; i++) {
-        if (!cow_spin_trylock(guard->stripes[i])) {
-            while (i > 0)
-                cow_spin_unlock(guard->stripes[--i]);
+    for (uint32_t i = 0; guard != NULL && i < guard->count; i++)
+        if (guard->stripes[i] == stripe)
+            return 1;
+    return 0;
+}
+
+int cow_segment_trylock_beside(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *held,
+                               cow_segment_guard_t *guard)
+{
+    cow_segment_guard_t all;
+    cow_guard_init(view, segment, &all);
+    guard->count = 0;
+    for (uint32_t i = 0; i < all.count; i++) {
+        if (cow_guard_holds(held, all.stripes[i]))
+            continue; /* already ours: the caller's guard shares this stripe */
+        if (!cow_spin_trylock(all.stripes[i])) {
+            cow_segment_unlock(guard);
             return 0;
         }
+        guard->stripes[guard->count++] = all.stripes[i];
     }
     return 1;
 }

@@ -15,28 +15,10 @@
 
 #include <errno.h>
 
-/* ---- the mprotect protector: protection is part of the mapping ---- */
-
-static int cow_mprotect_protect(cow_view_t *view, uint64_t first, uint64_t end)
-{
-    return cow_os_protect(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT, 0);
-}
-
-static int cow_mprotect_unprotect(cow_view_t *view, uint64_t first, uint64_t end)
-{
-    return cow_os_protect(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT, 1);
-}
-
-const cow_protector_t cow_protector_mprotect = {
-    .name = "mprotect",
-    .protect = cow_mprotect_protect,
-    .unprotect = cow_mprotect_unprotect,
-};
-
 static const cow_protector_t *cow_protector_of(const cow_view_t *view)
 {
-    (void)view; /* one mechanism today; the engine will choose once there are two */
-    return &cow_protector_mprotect;
+    return view->engine->write_protection == COW_PROTECT_USERFAULTFD ? &cow_protector_userfaultfd
+                                                                     : &cow_protector_mprotect;
 }
 
 /* ---- counting ---- */
@@ -55,14 +37,16 @@ int64_t cow_engine_mapping_count(const cow_engine_t *engine)
     return cow_load_relaxed(&engine->mappings) + cow_load_relaxed(&engine->live_views) + 1;
 }
 
-/* The class a page would have if the pages of [gone_first, gone_end) were unmapped (all of them, or
- * the unpinned ones). An empty range: the class it has. */
+/* The class of a page as the kernel's mappings see it - read-only and read-write are different
+ * mappings only where protection is part of the mapping - or, if it lies in [gone_first, gone_end) and
+ * is not pinned (or `include_pinned`), the class it would have once unmapped. */
 static inline int cow_class_if_unmapped(const cow_view_t *view, uint64_t page, uint64_t gone_first, uint64_t gone_end,
-                                        int include_pinned)
+                                        int include_pinned, int protection_splits)
 {
     if (page >= gone_first && page < gone_end && (include_pinned || !cow_is_pinned(view, page)))
         return COW_CLASS_UNMAPPED;
-    return cow_page_class(view, page);
+    int class = cow_page_class(view, page);
+    return protection_splits || class == COW_CLASS_UNMAPPED ? class : COW_CLASS_READ;
 }
 
 static int64_t cow_count_boundaries(cow_view_t *view, uint64_t first, uint64_t last, uint64_t gone_first,
@@ -70,14 +54,15 @@ static int64_t cow_count_boundaries(cow_view_t *view, uint64_t first, uint64_t l
 {
     if (last >= view->page_count)
         last = view->page_count - 1;
+    int splits = cow_protector_of(view)->protection_splits;
     int64_t count = 0;
     for (uint64_t page = first; page <= last; page++) {
         if (page == 0) {
             count++;
             continue;
         }
-        int previous = cow_class_if_unmapped(view, page - 1, gone_first, gone_end, include_pinned);
-        int current = cow_class_if_unmapped(view, page, gone_first, gone_end, include_pinned);
+        int previous = cow_class_if_unmapped(view, page - 1, gone_first, gone_end, include_pinned, splits);
+        int current = cow_class_if_unmapped(view, page, gone_first, gone_end, include_pinned, splits);
         if (current != previous)
             count++;
         else if (current != COW_CLASS_UNMAPPED && cow_slot_of(view, page) != cow_slot_of(view, page - 1) + 1)
@@ -118,10 +103,27 @@ static inline int cow_needs_mmap(cow_view_t *view, uint64_t page, uint64_t first
     return !cow_is_mapped(view, page) || (slots != NULL && slots[page - first] != *cow_entry_of(view, page));
 }
 
-/* One run: pages [start, end) with file-contiguous target slots, one system call. */
+/* After a failed mapping call the old mapping of the range may be gone (mmap(MAP_FIXED) can remove it
+ * before it fails, and a userfaultfd mapping is undone when its registration fails): the range is made
+ * PROT_NONE and recorded as unmapped - its contents are still in the page table, mapped again on the
+ * next touch. */
+static void cow_map_forget(cow_view_t *view, uint64_t start, uint64_t end)
+{
+    int64_t before = cow_map_boundaries(view, start, end);
+    if (cow_os_reserve_fixed(cow_page_address(view, start), (end - start) << COW_PAGE_SHIFT) != 0)
+        return; /* the old mapping is still there, as the bits say */
+    for (uint64_t p = start; p < end; p++) {
+        cow_bit_clear(view->mapped_bits, p);
+        cow_bit_clear(view->writable_bits, p);
+    }
+    cow_mappings_add(view, cow_map_boundaries(view, start, end) - before);
+}
+
+/* One run: pages [start, end) with file-contiguous target slots, one protector call. */
 static int cow_map_run(cow_view_t *view, uint64_t start, uint64_t end, int class, uint64_t first, const uint32_t *slots,
                        int populate, int *failed_call_out)
 {
+    const cow_protector_t *protector = cow_protector_of(view);
     int needs_mmap = 0;
     for (uint64_t p = start; p < end && !needs_mmap; p++)
         needs_mmap = cow_needs_mmap(view, p, first, slots);
@@ -129,11 +131,10 @@ static int cow_map_run(cow_view_t *view, uint64_t start, uint64_t end, int class
     int error;
     if (needs_mmap) {
         *failed_call_out = COW_CALL_MMAP;
-        error = cow_os_map_slots(cow_page_address(view, start), (end - start) << COW_PAGE_SHIFT,
-                                 class == COW_CLASS_WRITE, populate, view->engine->memfd,
-                                 (uint64_t)cow_target_slot(view, start, first, slots) << COW_PAGE_SHIFT);
+        error = protector->map(view, start, end, class, cow_target_slot(view, start, first, slots), populate);
+        if (error != 0)
+            cow_map_forget(view, start, end);
     } else {
-        const cow_protector_t *protector = cow_protector_of(view);
         *failed_call_out = COW_CALL_MPROTECT;
         error =
             class == COW_CLASS_WRITE ? protector->unprotect(view, start, end) : protector->protect(view, start, end);
@@ -142,7 +143,7 @@ static int cow_map_run(cow_view_t *view, uint64_t start, uint64_t end, int class
         return error;
     for (uint64_t p = start; p < end; p++) {
         if (slots != NULL)
-            cow_store_relaxed(cow_entry_of(view, p), slots[p - first]);
+            cow_store_release(cow_entry_of(view, p), slots[p - first]);
         cow_bit_set(view->mapped_bits, p);
         if (class == COW_CLASS_WRITE)
             cow_bit_set(view->writable_bits, p);
@@ -179,11 +180,13 @@ int cow_map_refresh(cow_view_t *view, uint64_t page)
     if (class == COW_CLASS_UNMAPPED)
         return 0;
     int64_t before = cow_map_boundaries(view, page, page + 1);
-    int error = cow_os_map_slots(cow_page_address(view, page), COW_PAGE_SIZE, class == COW_CLASS_WRITE, 0,
-                                 view->engine->memfd, (uint64_t)cow_slot_of(view, page) << COW_PAGE_SHIFT);
-    if (error == 0)
-        cow_mappings_add(view, cow_map_boundaries(view, page, page + 1) - before);
-    return error;
+    int error = cow_protector_of(view)->map(view, page, page + 1, class, cow_slot_of(view, page), 0);
+    if (error != 0) {
+        cow_map_forget(view, page, page + 1);
+        return error;
+    }
+    cow_mappings_add(view, cow_map_boundaries(view, page, page + 1) - before);
+    return 0;
 }
 
 /* ---- protecting and unmapping ---- */

@@ -8,10 +8,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/userfaultfd.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* Debian 12's headers predate it (Linux 5.11): the flag that limits a userfaultfd to faults in user
+ * mode, which the kernel lets an ordinary user open whatever vm.unprivileged_userfaultfd says. */
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
 
 int cow_os_memfd_create(const char *name, uint64_t size, int32_t *fd_out)
 {
@@ -116,4 +125,59 @@ int cow_os_punch(int fd, uint64_t offset, uint64_t length)
 {
     int result = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
     return result == 0 ? 0 : errno;
+}
+
+int cow_os_is_resident(const void *page)
+{
+    unsigned char resident = 0;
+    /* mincore reports the page cache of a shared mapping: for the pool, whether the slot holds memory.
+     * If the call fails, the page counts as not resident (the caller then does not read it). */
+    return mincore((void *)page, COW_PAGE_SIZE, &resident) == 0 && (resident & 1) != 0;
+}
+
+/* ---- userfaultfd ---- */
+
+int cow_os_userfaultfd_open(int32_t *fd_out)
+{
+#ifdef SYS_userfaultfd
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    if (fd < 0 && errno == EINVAL) /* a kernel before the flag: only a privileged caller gets one */
+        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return errno;
+    const uint64_t wanted = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+    struct uffdio_api api = {.api = UFFD_API, .features = wanted};
+    int error = ioctl(fd, UFFDIO_API, &api) == 0 ? 0 : errno;
+    if (error == 0 && ((api.features & wanted) != wanted || (api.ioctls & (1ull << _UFFDIO_REGISTER)) == 0))
+        error = EOPNOTSUPP;
+    if (error == EINVAL) /* a feature this kernel does not know */
+        error = EOPNOTSUPP;
+    if (error != 0) {
+        close(fd);
+        return error;
+    }
+    *fd_out = fd;
+    return 0;
+#else
+    (void)fd_out;
+    return ENOSYS;
+#endif
+}
+
+int cow_os_uffd_register(int fd, uint64_t address, uint64_t length)
+{
+    struct uffdio_register registration = {.range = {.start = address, .len = length}, .mode = UFFDIO_REGISTER_MODE_WP};
+    return ioctl(fd, UFFDIO_REGISTER, &registration) == 0 ? 0 : errno;
+}
+
+int cow_os_uffd_protect(int fd, uint64_t address, uint64_t length, int protect)
+{
+    struct uffdio_writeprotect wp = {.range = {.start = address, .len = length},
+                                     .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
+    for (;;) {
+        if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0)
+            return 0;
+        if (errno != EAGAIN) /* the kernel asks again while the mappings change under it */
+            return errno;
+    }
 }

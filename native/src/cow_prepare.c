@@ -10,15 +10,18 @@
 
 /* Pages [first, first + count) of one segment: private, writable, pinned. Caller holds the view's
  * read lock and the segment's guard. */
-static int cow_prepare_segment_for_write(cow_view_t *view, uint64_t first, uint32_t count)
+static int cow_prepare_segment_for_write(cow_view_t *view, uint64_t first, uint32_t count,
+                                         const cow_segment_guard_t *guard)
 {
     cow_resolve_result_t result;
-    return cow_resolve_write(view, first, count, COW_RESOLVE_PREPARE, &result);
+    return cow_resolve_write(view, first, count, COW_RESOLVE_PREPARE, guard, &result);
 }
 
 /* Pages of one segment: mapped (read-only where they were not mapped), pinned. Same locking. */
-static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32_t count)
+static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32_t count,
+                                        const cow_segment_guard_t *guard)
 {
+    (void)guard;
     for (uint64_t page = first; page < first + count; page++) {
         if (!cow_is_mapped(view, page)) {
             int error = cow_resolve_read(view, page); /* maps the whole untouched run around it */
@@ -33,7 +36,7 @@ static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32
 /* Runs a per-segment preparation over a page range, segment by segment under each segment's guard,
  * then lets eviction make room elsewhere (prepared pages are pinned). */
 static int cow_view_prepare(cow_view_t *view, uint64_t first_page, uint64_t page_count,
-                            int (*prepare_segment)(cow_view_t *, uint64_t, uint32_t))
+                            int (*prepare_segment)(cow_view_t *, uint64_t, uint32_t, const cow_segment_guard_t *))
 {
     if (first_page > view->page_count || page_count > view->page_count - first_page || cow_view_lock_live(view, 0) != 0)
         return EINVAL;
@@ -45,7 +48,7 @@ static int cow_view_prepare(cow_view_t *view, uint64_t first_page, uint64_t page
         uint32_t count = (uint32_t)((end < segment_end ? end : segment_end) - page);
         cow_segment_guard_t guard;
         cow_segment_lock(view, segment, &guard);
-        error = prepare_segment(view, page, count);
+        error = prepare_segment(view, page, count, &guard);
         cow_segment_unlock(&guard);
         page += count;
     }

@@ -1,25 +1,69 @@
 /*
  * cow_query.c - what the page table says: the pages two views differ in, the pages written since
  * the last freeze (get and reset), statistics, and the lookups tests use.
+ *
+ * A diff compares bytes: equal slots hold equal bytes, so only pages whose slots differ can differ,
+ * and those are compared. (A restore that copies a source's bytes into the view's own page, and a
+ * page written with the bytes it held, leave slots that differ and bytes that do not.)
  */
 #include "cow_internal.h"
 
 #include <errno.h>
 #include <string.h>
 
-/* Sets the bits of the pages of one segment whose slots differ; returns how many. */
+/* Whether page i of two leaves holds different bytes. The leaves' entries may change under us: a view
+ * that shares a slot with a writer in another view receives a copy when that writer faults (reverse
+ * copy-on-write, cow_resolve.c), after which the writer writes the old slot. The copy is published
+ * (the entry points at it) before the writer can write, so a comparison whose entries are still the
+ * same afterwards compared bytes no such write had touched; otherwise it is done again. */
+static int cow_diff_page(cow_engine_t *engine, const uint32_t *entries_a, const uint32_t *entries_b, uint32_t i)
+{
+    for (;;) {
+        uint32_t slot_a = cow_load_acquire(&entries_a[i]), slot_b = cow_load_acquire(&entries_b[i]);
+        int differ = slot_a != slot_b && cow_slots_differ(engine, slot_a, slot_b);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (cow_load_acquire(&entries_a[i]) == slot_a && cow_load_acquire(&entries_b[i]) == slot_b)
+            return differ;
+    }
+}
+
+/* Sets the bits of the pages of one segment whose bytes differ (only pages whose slots differ can);
+ * returns how many. */
 static uint64_t cow_diff_segment(cow_view_t *a, uint32_t segment, uint32_t leaf_a, uint32_t leaf_b, uint64_t *bits_out)
 {
     const uint32_t *entries_a = cow_leaf_entries(a->engine, leaf_a);
     const uint32_t *entries_b = cow_leaf_entries(a->engine, leaf_b);
     uint64_t first = cow_segment_first(segment), end = cow_segment_end(a, segment), count = 0;
     for (uint64_t p = first; p < end; p++) {
-        uint32_t i = (uint32_t)(p - first);
-        if (cow_load_relaxed(&entries_a[i]) != cow_load_relaxed(&entries_b[i])) {
+        if (cow_diff_page(a->engine, entries_a, entries_b, (uint32_t)(p - first))) {
             cow_bit_set(bits_out, p);
             count++;
         }
     }
+    return count;
+}
+
+/* The diff of a view against its base: only its changed pages can differ. */
+static uint64_t cow_diff_changed(cow_view_t *view, cow_view_t *base, uint64_t *bits_out)
+{
+    uint64_t count = 0;
+    for (uint64_t word = 0; word < (view->segment_count + 63u) / 64u; word++)
+        for (uint64_t bits = cow_load_relaxed(&view->changed_segments[word]); bits != 0; bits &= bits - 1) {
+            uint32_t g = (uint32_t)(word * 64 + (uint64_t)__builtin_ctzll(bits));
+            uint32_t leaf_a = cow_load_acquire(&view->leaves[g]), leaf_b = cow_load_acquire(&base->leaves[g]);
+            if (leaf_a == leaf_b)
+                continue;
+            const uint32_t *entries_a = cow_leaf_entries(view->engine, leaf_a);
+            const uint32_t *entries_b = cow_leaf_entries(view->engine, leaf_b);
+            uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
+            for (uint64_t p = cow_bits_find(view->changed_bits, first, end, 1); p < end;
+                 p = cow_bits_find(view->changed_bits, p + 1, end, 1)) {
+                if (cow_diff_page(view->engine, entries_a, entries_b, (uint32_t)(p - first))) {
+                    cow_bit_set(bits_out, p);
+                    count++;
+                }
+            }
+        }
     return count;
 }
 
@@ -37,10 +81,16 @@ int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *co
         return EINVAL;
     }
     uint64_t count = 0;
-    for (uint32_t g = 0; g < a->segment_count; g++) {
-        uint32_t leaf_a = cow_load_acquire(&a->leaves[g]), leaf_b = cow_load_acquire(&b->leaves[g]);
-        if (leaf_a != leaf_b) /* one leaf: identical pages, whatever the segment holds */
-            count += cow_diff_segment(a, g, leaf_a, leaf_b, bits_out);
+    if (cow_view_has_base(a, b)) {
+        count = cow_diff_changed(a, b, bits_out);
+    } else if (cow_view_has_base(b, a)) {
+        count = cow_diff_changed(b, a, bits_out);
+    } else {
+        for (uint32_t g = 0; g < a->segment_count; g++) {
+            uint32_t leaf_a = cow_load_acquire(&a->leaves[g]), leaf_b = cow_load_acquire(&b->leaves[g]);
+            if (leaf_a != leaf_b) /* one leaf: identical pages, whatever the segment holds */
+                count += cow_diff_segment(a, g, leaf_a, leaf_b, bits_out);
+        }
     }
     cow_views_unlock(a, b, 0);
     *count_out = count;

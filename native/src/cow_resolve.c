@@ -8,13 +8,20 @@
  * writable. Making page p of segment g writable:
  *   1. If the leaf is shared, give the view its own copy of the leaf (512 slot numbers; every slot
  *      gains a reference, so all of them are now shared at slot level).
- *   2. If the slot is shared, copy its 4 KiB through the pool window into the slot at position
- *      p % 512 of the view's write chunk (file-contiguous with its neighbours), map that slot
- *      read-write over the page, and drop the old slot. Otherwise make the page writable in place.
- *   Neighbouring pages whose new slots are contiguous take one system call together (cow_map.c).
+ *   2. If the slot is shared, someone gets a copy of its 4 KiB (through the pool window):
+ *      REVERSE copy-on-write, when the slot's only other holder is the leaf this view's leaf was
+ *      copied from, held by one view alone that has not mapped the page (a snapshot, typically):
+ *      that view's leaf takes the copy, and this view keeps its slot, made writable in place - no
+ *      new mapping, no refault, and its slots stay file-contiguous. Otherwise FORWARD: the copy
+ *      goes into the slot at position p % 512 of this view's write chunk (file-contiguous with its
+ *      neighbours), mapped read-write over the page, and the old slot is dropped.
+ *      A private slot is made writable in place.
+ *   Neighbouring pages whose slots are contiguous take one system call together (cow_map.c).
  * The caller holds the view's lock (shared) and the segment's guard (cow_segment_lock), so no other
  * thread resolves pages of this segment (or its neighbours) of this view, and no snapshot of this
- * view runs, meanwhile.
+ * view runs, meanwhile. A reverse copy also holds the other view's lock (shared) and guard, TAKEN
+ * WITH TRYLOCK only (never waiting while holding our own), so two views giving each other copies
+ * cannot deadlock: one of them falls back to a forward copy.
  */
 #include "cow_internal.h"
 
@@ -31,7 +38,7 @@ static int cow_unshare_leaf(cow_view_t *view, uint32_t segment, cow_release_batc
     if (cow_load_acquire(&engine->leaf_refcounts[shared]) == 1)
         return 0;
     uint32_t own;
-    int error = cow_leaf_allocate(engine, &own);
+    int error = cow_leaf_allocate(engine, view, shared, &own);
     if (error != 0)
         return error;
     const uint32_t *from = cow_leaf_entries(engine, shared);
@@ -42,16 +49,94 @@ static int cow_unshare_leaf(cow_view_t *view, uint32_t segment, cow_release_batc
             cow_add(&engine->slot_refcounts[from[i]], 1u);
     }
     cow_store_release(&view->leaves[segment], own);
+    cow_leaf_unhold(engine, shared, view);
     cow_leaf_release(batch, shared);
     return 0;
 }
 
+/* ---- reverse copies ---- */
+
+/* The other side of reverse copies in one segment: the view that alone holds the leaf ours was
+ * copied from, with its read lock and segment guard held. */
+typedef struct cow_partner {
+    cow_view_t *view;  /* NULL: none; every copy is a forward one */
+    uint32_t *entries; /* its leaf's entries (the origin of ours) */
+    cow_segment_guard_t guard;
+} cow_partner_t;
+
+/* Finds and locks the partner of `view`'s segment, if there is one and its locks are free. */
+static void cow_partner_lock(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *held,
+                             cow_partner_t *partner)
+{
+    cow_engine_t *engine = view->engine;
+    cow_process_t *process = cow_process();
+    partner->view = NULL;
+    uint32_t origin = cow_load_relaxed(&engine->leaf_origins[view->leaves[segment]]);
+    if (process == NULL || origin == COW_NONE || cow_load_acquire(&engine->leaf_refcounts[origin]) != 1)
+        return;
+    uint32_t mark = cow_leaf_other_holder(engine, origin, view);
+    if (mark == 0 || mark > process->view_capacity)
+        return;
+    cow_view_t *other = &process->views[mark - 1];
+    if (other == view || cow_load_relaxed(&other->engine) != engine || !cow_read_trylock(&other->lock))
+        return;
+    /* The hint named it; the locks make it true: with its read lock held nothing can add a holder to
+     * its leaves (that takes its write lock), so refcount 1 and its leaf being ours' origin mean it
+     * alone holds the origin, and with its guard held nothing else touches that leaf's entries. */
+    if (other->state == COW_VIEW_LIVE && segment < other->segment_count &&
+        cow_load_acquire(&other->leaves[segment]) == origin &&
+        cow_segment_trylock_beside(other, segment, held, &partner->guard)) {
+        if (cow_load_acquire(&engine->leaf_refcounts[origin]) == 1) {
+            partner->view = other;
+            partner->entries = cow_leaf_entries(engine, origin);
+            return;
+        }
+        cow_segment_unlock(&partner->guard);
+    }
+    cow_read_unlock(&other->lock);
+}
+
+static void cow_partner_unlock(cow_partner_t *partner)
+{
+    if (partner->view == NULL)
+        return;
+    cow_segment_unlock(&partner->guard);
+    cow_read_unlock(&partner->view->lock);
+    partner->view = NULL;
+}
+
+/* Gives the partner a copy of page `page` if its only other holder is the partner's leaf and the
+ * partner has not mapped it: afterwards the slot is ours alone. 1 if it did, 0 if a forward copy
+ * is needed, -errno if no slot was left for the copy. */
+static int cow_try_reverse_copy(cow_view_t *view, uint64_t page, uint32_t slot, cow_partner_t *partner,
+                                cow_release_batch_t *batch)
+{
+    uint32_t index = (uint32_t)(page & (COW_SEGMENT_PAGES - 1));
+    cow_engine_t *engine = view->engine;
+    if (partner->view == NULL || cow_load_acquire(&engine->slot_refcounts[slot]) != 2 ||
+        cow_load_relaxed(&partner->entries[index]) != slot || cow_is_mapped(partner->view, page))
+        return 0;
+    uint32_t fresh;
+    int error = cow_copy_slot_take(partner->view, page, batch, &fresh);
+    if (error != 0)
+        return -error;
+    memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT), engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT),
+           COW_PAGE_SIZE);
+    cow_store_release(&partner->entries[index], fresh);
+    cow_slot_release(batch, slot); /* 2 -> 1: the slot is ours alone */
+    cow_add(&partner->view->pages_copied, 1u);
+    cow_add(&engine->reverse_copies, 1u);
+    return 1;
+}
+
 /* One batch of at most COW_RESOLVE_BATCH pages from `page`, stopping at `end` or at a page a
- * preparation keeps as it is. Copies every shared page into a fresh slot. Fills `slots` (the slot
- * each page is to map) and `old_slots` (the slot a copy replaces, or COW_NONE). Returns the pages
- * gathered; *error_out is set if a copy could not get a slot (the pages before it are gathered). */
+ * preparation keeps as it is. Gives every shared page a copy: to the partner (reverse; counted in
+ * *copies_out), or into a fresh slot of ours. Fills `slots` (the slot each page is to map) and
+ * `old_slots` (the slot a forward copy replaces, or COW_NONE). Returns the pages gathered;
+ * *error_out is set if a copy could not get a slot (the pages before it are gathered). */
 static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, cow_resolve_purpose_t purpose,
-                                 cow_release_batch_t *batch, uint32_t *slots, uint32_t *old_slots, int *error_out)
+                                 cow_partner_t *partner, cow_release_batch_t *batch, uint32_t *slots,
+                                 uint32_t *old_slots, uint32_t *copies_out, int *error_out)
 {
     cow_engine_t *engine = view->engine;
     uint32_t *entries = cow_leaf_entries(engine, view->leaves[cow_segment_of(page)]);
@@ -62,7 +147,14 @@ static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, 
         uint32_t slot = entries[p & (COW_SEGMENT_PAGES - 1)];
         old_slots[count] = COW_NONE;
         slots[count] = slot;
-        if (cow_load_acquire(&engine->slot_refcounts[slot]) != 1) {
+        int reversed = cow_load_acquire(&engine->slot_refcounts[slot]) == 1
+                           ? 0
+                           : cow_try_reverse_copy(view, p, slot, partner, batch);
+        if (reversed < 0) {
+            *error_out = -reversed;
+            break;
+        }
+        if (reversed == 0 && cow_load_acquire(&engine->slot_refcounts[slot]) != 1) {
             uint32_t fresh;
             int error = cow_copy_slot_take(view, p, batch, &fresh);
             if (error != 0) {
@@ -74,6 +166,7 @@ static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, 
             old_slots[count] = slot;
             slots[count] = fresh;
         }
+        *copies_out += (uint32_t)reversed;
         count++;
     }
     return count;
@@ -93,6 +186,7 @@ static uint32_t cow_commit_batch(cow_view_t *view, uint64_t page, uint32_t count
                 copies++;
             }
             cow_bit_set(view->dirty_bits, page + i);
+            cow_mark_changed(view, page + i);
             if (purpose == COW_RESOLVE_PREPARE) /* prepared for the kernel to write: keep it mapped */
                 cow_bit_set(view->pinned_bits, page + i);
         } else if (old_slots[i] != COW_NONE) {
@@ -103,7 +197,7 @@ static uint32_t cow_commit_batch(cow_view_t *view, uint64_t page, uint32_t count
 }
 
 int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_resolve_purpose_t purpose,
-                      cow_resolve_result_t *result)
+                      const cow_segment_guard_t *held, cow_resolve_result_t *result)
 {
     cow_engine_t *engine = view->engine;
     cow_release_batch_t batch;
@@ -111,9 +205,12 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
     result->failed_call = COW_CALL_ALLOCATE;
     result->copies = 0;
     int error = cow_unshare_leaf(view, cow_segment_of(first), &batch);
+    cow_partner_t partner = {.view = NULL};
+    if (error == 0)
+        cow_partner_lock(view, cow_segment_of(first), held, &partner);
 
     uint32_t slots[COW_RESOLVE_BATCH], old_slots[COW_RESOLVE_BATCH];
-    uint64_t end = first + count, copies = 0;
+    uint64_t end = first + count, copies = 0, forward = 0;
     for (uint64_t page = first; page < end && error == 0;) {
         /* A preparation keeps pages that are already writable (a fault must still resolve a page
          * whose bit is set with a system call: the fault says the kernel disagrees). */
@@ -122,7 +219,10 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
             page++;
             continue;
         }
-        uint32_t gathered = cow_gather_batch(view, page, end, purpose, &batch, slots, old_slots, &error);
+        uint32_t reversed = 0;
+        uint32_t gathered =
+            cow_gather_batch(view, page, end, purpose, &partner, &batch, slots, old_slots, &reversed, &error);
+        copies += reversed;
         uint64_t mapped = 0;
         if (gathered != 0) {
             int map_error =
@@ -132,14 +232,18 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
             else
                 result->failed_call = COW_CALL_ALLOCATE;
         }
-        copies += cow_commit_batch(view, page, gathered, mapped, purpose, &batch, slots, old_slots);
+        uint32_t committed = cow_commit_batch(view, page, gathered, mapped, purpose, &batch, slots, old_slots);
+        copies += committed;
+        forward += committed;
         page += gathered;
     }
 
-    if (copies != 0) {
+    cow_partner_unlock(&partner);
+    cow_add(&view->modifications, 1u);
+    if (copies != 0) /* a view counts the copies made for it: forward ones here, reverse ones the partner */
         cow_add(&engine->pages_copied, copies);
-        cow_add(&view->pages_copied, copies);
-    }
+    if (forward != 0)
+        cow_add(&view->pages_copied, forward);
     cow_batch_flush(&batch);
     result->copies = (uint32_t)copies;
     if (error == 0)

@@ -1,11 +1,21 @@
 /*
- * cow_signal.c - the SIGSEGV handler: resolve a fault that is ours (cow_fault.c), or pass it on to
- * the handler that was installed before ours exactly as the kernel would have delivered it.
+ * cow_signal.c - the handlers: resolve a fault that is ours (cow_fault.c), or pass it on to the
+ * handler that was installed before ours exactly as the kernel would have delivered it.
  *
+ * SIGSEGV (mprotect write protection, and the first touch of a snapshot's page with either):
  *   1. Not SEGV_ACCERR (a mapping exists but denies the access), or an instruction fetch? -> chain.
  *   2. cow_fault_resolve: ours and resolved?                                              -> return,
  *      and the kernel restarts the faulting instruction. Not ours?                        -> chain.
- * errno is saved and restored around everything.
+ * SIGBUS (userfaultfd write protection; installed with the first engine that uses it):
+ *   1. Not BUS_ADRERR (a signal sent with kill/tgkill, a hardware error)?                 -> chain.
+ *   2. A write-protect fault in a view of a userfaultfd engine, resolved?                 -> return.
+ *      Anything else (a read past the end of a truncated file mapping carries the same
+ *      si_code: "ours" is decided by the address and the page table alone)               -> chain.
+ * errno is saved and restored around everything. SIGSEGV runs on the alternate stack the runtime
+ * gives each thread (SA_ONSTACK), so a stack overflow still reaches the runtime; SIGBUS runs on the
+ * thread's own stack, because the runtime's SIGBUS handler, which it chains to, expects to (it is
+ * installed without SA_ONSTACK, and from an alternate stack it reports a bus error as a stack
+ * overflow: ../shared/FACTS.md).
  */
 #include "cow_internal.h"
 
@@ -19,13 +29,14 @@
 #define COW_PF_INSTRUCTION 0x10 /* ... the access was an instruction fetch */
 
 static struct sigaction g_previous;
+static struct sigaction g_previous_sigbus;
 static uint32_t g_install_lock;
+static int g_sigbus_installed;
 
 /* ---- chaining ---- */
 
-static void cow_chain(int signal_number, siginfo_t *info, void *context)
+static void cow_chain(const struct sigaction *previous, int signal_number, siginfo_t *info, void *context)
 {
-    const struct sigaction *previous = &g_previous;
     ucontext_t *ucontext = context;
 
     /* Set the mask the kernel would have set for the previous handler: the interrupted mask, plus
@@ -62,12 +73,45 @@ static void cow_on_sigsegv(int signal_number, siginfo_t *info, void *context)
     greg_t error_code = ucontext->uc_mcontext.gregs[REG_ERR];
     int is_write = (error_code & COW_PF_WRITE) != 0;
     int is_fetch = (error_code & COW_PF_INSTRUCTION) != 0;
-    if (info->si_code == SEGV_ACCERR && !is_fetch && cow_fault_resolve((uint64_t)info->si_addr, is_write)) {
+    if (info->si_code == SEGV_ACCERR && !is_fetch &&
+        cow_fault_resolve((uint64_t)info->si_addr, is_write ? COW_FAULT_WRITE : COW_FAULT_READ)) {
         errno = saved_errno;
         return;
     }
     errno = saved_errno;
-    cow_chain(signal_number, info, context);
+    cow_chain(&g_previous, signal_number, info, context);
+}
+
+static void cow_on_sigbus(int signal_number, siginfo_t *info, void *context)
+{
+    int saved_errno = errno;
+    if (info->si_code == BUS_ADRERR && cow_fault_resolve((uint64_t)info->si_addr, COW_FAULT_WRITE_PROTECTED)) {
+        errno = saved_errno;
+        return;
+    }
+    errno = saved_errno;
+    cow_chain(&g_previous_sigbus, signal_number, info, context);
+}
+
+int cow_install_sigbus(void)
+{
+    if (cow_process() == NULL)
+        return EINVAL; /* cow_install first: the handler starts from the process tables */
+    cow_spin_lock(&g_install_lock);
+    int error = 0;
+    if (!g_sigbus_installed) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = cow_on_sigbus;
+        action.sa_flags = SA_SIGINFO | SA_RESTART; /* no SA_ONSTACK: see the top of this file */
+        sigfillset(&action.sa_mask);
+        if (sigaction(SIGBUS, NULL, &g_previous_sigbus) != 0 || sigaction(SIGBUS, &action, NULL) != 0)
+            error = errno;
+        else
+            g_sigbus_installed = 1;
+    }
+    cow_spin_unlock(&g_install_lock);
+    return error;
 }
 
 int cow_install(cow_process_t *process)

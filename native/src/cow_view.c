@@ -1,15 +1,12 @@
 /*
- * cow_view.c - the life of a view: create a region, snapshot, restore, dispose, and the freeze they
- * share. Each runs as one native call and holds the view's lock for its whole mutation, so a fault
+ * cow_view.c - the life of a view: create a region, snapshot, dispose, and the freeze they share
+ * (restore: cow_restore.c). Each runs as one native call and holds the view's lock for its whole mutation, so a fault
  * on the view either completes before it or starts after it.
  */
 #include "cow_internal.h"
 
 #include <errno.h>
 #include <string.h>
-
-/* How often Snapshot and RestoreTo make room without locks and try again before they refuse. */
-#define COW_ROOM_ATTEMPTS 4
 
 int cow_view_shape_is_valid(const cow_view_t *view)
 {
@@ -96,6 +93,38 @@ static void cow_unfreeze_pinned(cow_view_t *view)
 
 /* ---- region ---- */
 
+void cow_view_begin_life(cow_view_t *view)
+{
+    view->incarnation++;
+    view->base_view = 0;
+    view->base_incarnation = 0;
+    view->modifications = 0;
+    view->base_modifications = 0;
+}
+
+void cow_view_set_base(cow_view_t *view, cow_view_t *base)
+{
+    /* Clears the changed pages: only the segments that have any (the view's arrays come zeroed). */
+    for (uint64_t word = 0; word < (view->segment_count + 63u) / 64u; word++) {
+        for (uint64_t bits = view->changed_segments[word]; bits != 0; bits &= bits - 1) {
+            uint32_t segment = (uint32_t)(word * 64 + (uint64_t)__builtin_ctzll(bits));
+            uint64_t first_word = cow_segment_first(segment) / 64,
+                     end_word = (cow_segment_end(view, segment) + 63) / 64;
+            memset(&view->changed_bits[first_word], 0, (end_word - first_word) * sizeof(uint64_t));
+        }
+        view->changed_segments[word] = 0;
+    }
+    view->base_view = base->index + 1;
+    view->base_incarnation = base->incarnation;
+    view->base_modifications = cow_load_relaxed(&base->modifications);
+}
+
+int cow_view_has_base(const cow_view_t *view, const cow_view_t *base)
+{
+    return view->base_view == base->index + 1 && view->base_incarnation == base->incarnation &&
+           view->base_modifications == cow_load_relaxed(&base->modifications);
+}
+
 static void cow_view_go_live(cow_view_t *view)
 {
     cow_engine_t *engine = view->engine;
@@ -136,7 +165,7 @@ static int cow_region_fill_leaves(cow_view_t *view, uint64_t *pages_given)
     for (uint32_t g = 0; g < view->segment_count; g++)
         view->leaves[g] = COW_NONE;
     for (uint32_t g = 0; g < view->segment_count; g++) {
-        int error = cow_leaf_allocate(engine, &view->leaves[g]);
+        int error = cow_leaf_allocate(engine, view, COW_NONE, &view->leaves[g]);
         if (error != 0)
             return error;
         uint32_t *entries = cow_leaf_entries(engine, view->leaves[g]);
@@ -183,6 +212,7 @@ int cow_region_create(cow_view_t *view, int track_writes)
         error = cow_slots_reserve(engine, view->page_count);
     if (error != 0)
         return error;
+    cow_view_begin_life(view);
     /* Every bit clear: the range is one PROT_NONE mapping until it is mapped below. */
     size_t bytes = cow_bitmap_words(view) * sizeof(uint64_t);
     memset(view->mapped_bits, 0, bytes);
@@ -203,6 +233,7 @@ int cow_region_create(cow_view_t *view, int track_writes)
         cow_region_undo(view, pages_given);
         return error;
     }
+    view->flags = track_writes ? COW_VIEW_EXACT_WRITES : 0u;
     /* Without track_writes every page is writable, so it counts as dirty until the first freeze
      * (exactly the bits of pages [0, page_count): the scans read whole words). */
     if (!track_writes) {
@@ -244,11 +275,17 @@ static int cow_view_snapshot_once(cow_view_t *source, cow_view_t *target)
     for (uint32_t g = 0; g < source->segment_count; g++) {
         target->leaves[g] = source->leaves[g];
         cow_add(&engine->leaf_refcounts[source->leaves[g]], 1u);
+        cow_leaf_hold(engine, source->leaves[g], target);
         target->write_chunks[g] = COW_NONE;
     }
     /* The target maps nothing yet (a FREE view's bitmaps come zeroed from its owner): each run is
      * mapped when first touched (cow_resolve_read). */
     cow_map_count_new_view(target);
+    target->flags = 0;
+    cow_view_begin_life(target);
+    /* Equal now: each is the other's base until one of them changes. */
+    cow_view_set_base(source, target);
+    cow_view_set_base(target, source);
     cow_add(&engine->snapshots, 1u);
     cow_write_unlock(&source->lock);
     cow_view_go_live(target);
@@ -293,91 +330,11 @@ int cow_view_dispose(cow_view_t *view)
     cow_release_batch_t batch;
     cow_batch_begin_deferred(&batch, engine);
     for (uint32_t g = 0; g < view->segment_count; g++) {
+        cow_leaf_unhold(engine, view->leaves[g], view);
         cow_leaf_release(&batch, view->leaves[g]);
         if (view->write_chunks[g] != COW_NONE)
             cow_chunk_release(&batch, view->write_chunks[g]);
     }
     cow_batch_flush(&batch);
     return 0;
-}
-
-/* ---- restore ---- */
-
-/* Phase 1, which changes no contents: unmap every segment that will change. An unmapped page is
- * mapped again from the page table on its next touch, so whether this phase completes or stops at
- * an error, the view still holds its old contents. Unmapping a fragmented segment lowers the count;
- * unmapping part of a larger mapping splits it (two more at most), so room is made for those only. */
-static int cow_restore_unmap_changed(cow_view_t *view, cow_view_t *source)
-{
-    cow_budget_holder_t holding = {COW_HOLDING_VIEW, view, 0};
-    for (uint32_t g = 0; g < view->segment_count; g++) {
-        if (view->leaves[g] == source->leaves[g])
-            continue;
-        uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
-        int64_t growth = cow_map_growth_if_unmapped(view, first, end, 1);
-        int error = growth > 0 ? cow_budget_make_room(view->engine, growth, &holding) : 0;
-        if (error == 0)
-            error = cow_map_unmap(view, first, end, 0, NULL);
-        if (error != 0)
-            return error;
-    }
-    return 0;
-}
-
-/* Phase 2, which cannot fail: share the source's leaves and drop ours. Pages whose slot changes count
- * as dirty: their contents may differ from the view's last snapshot. */
-static void cow_restore_share_leaves(cow_view_t *view, cow_view_t *source)
-{
-    cow_engine_t *engine = view->engine;
-    cow_release_batch_t batch;
-    cow_batch_begin_deferred(&batch, engine);
-    for (uint32_t g = 0; g < view->segment_count; g++) {
-        uint32_t old_leaf = view->leaves[g], new_leaf = source->leaves[g];
-        if (old_leaf == new_leaf)
-            continue;
-        const uint32_t *old_entries = cow_leaf_entries(engine, old_leaf);
-        const uint32_t *new_entries = cow_leaf_entries(engine, new_leaf);
-        uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
-        for (uint64_t p = first; p < end; p++) {
-            if (old_entries[p - first] != new_entries[p - first])
-                cow_bit_set(view->dirty_bits, p);
-            cow_bit_clear(view->pinned_bits, p);
-        }
-        cow_add(&engine->leaf_refcounts[new_leaf], 1u);
-        cow_store_release(&view->leaves[g], new_leaf);
-        cow_leaf_release(&batch, old_leaf);
-    }
-    cow_batch_flush(&batch);
-}
-
-/* One attempt; EDQUOT as for cow_view_snapshot_once. */
-static int cow_view_restore_once(cow_view_t *view, cow_view_t *source)
-{
-    cow_budget_holder_t nothing = {COW_HOLDING_NOTHING, NULL, 0};
-    (void)cow_budget_make_room(view->engine, 2, &nothing); /* a first pass: the decision is taken under the locks */
-    cow_views_lock(view, source, 1);
-    int error = view->state == COW_VIEW_LIVE && source->state == COW_VIEW_LIVE ? 0 : EINVAL;
-    /* The source's pages are about to be shared: write-protect the ones it wrote (they stay dirty
-     * for the source's own TakeDirtyPages). */
-    if (error == 0)
-        error = cow_view_freeze(source, 0);
-    if (error == 0)
-        error = cow_restore_unmap_changed(view, source);
-    if (error == 0)
-        cow_restore_share_leaves(view, source);
-    cow_views_unlock(view, source, 1);
-    return error;
-}
-
-int cow_view_restore(cow_view_t *view, cow_view_t *source)
-{
-    if (!cow_view_shape_is_valid(view) || !cow_view_shape_is_valid(source) || view->engine != source->engine ||
-        view->page_count != source->page_count)
-        return EINVAL;
-    if (view == source)
-        return 0;
-    int error = EDQUOT;
-    for (int attempt = 0; attempt < COW_ROOM_ATTEMPTS && error == EDQUOT; attempt++)
-        error = cow_view_restore_once(view, source);
-    return error;
 }

@@ -11,6 +11,7 @@
 
 int harness_failures;
 int harness_checks;
+uint32_t harness_protection = COW_PROTECT_MPROTECT;
 
 #define HARNESS_ARENA_SIZE    (64ull << 30) /* 64 GiB of address space: views of a few segments each */
 #define HARNESS_VIEW_CAPACITY 256u
@@ -23,7 +24,8 @@ int harness_run(const char *name, void (*test)(void))
     int before = harness_failures;
     test();
     int passed = harness_failures == before;
-    printf("%s %s\n", passed ? "PASS" : "FAIL", name);
+    printf("%s %s (%s)\n", passed ? "PASS" : "FAIL", name,
+           harness_protection == COW_PROTECT_USERFAULTFD ? "userfaultfd" : "mprotect");
     fflush(stdout);
     return passed;
 }
@@ -83,11 +85,19 @@ cow_engine_t *harness_engine(uint32_t chunks, int64_t mapping_budget)
     engine->leaf_refcounts = harness_zeroed(leaves * sizeof(uint32_t));
     engine->leaf_entries = harness_zeroed(leaves * COW_LEAF_ENTRIES * sizeof(uint32_t));
     engine->leaf_free = harness_zeroed(leaves * sizeof(uint32_t));
+    engine->leaf_origins = harness_zeroed(leaves * sizeof(uint32_t));
+    engine->leaf_holders = harness_zeroed(leaves * 2 * sizeof(uint32_t));
     engine->live_list = harness_zeroed(HARNESS_VIEW_CAPACITY * sizeof(uint32_t));
     engine->chunk_capacity = chunks;
     engine->leaf_capacity = (uint32_t)leaves;
     engine->slot_limit = slots;
     engine->mapping_budget = mapping_budget;
+    engine->write_protection = harness_protection;
+    if (harness_protection == COW_PROTECT_USERFAULTFD &&
+        (cow_os_userfaultfd_open(&engine->uffd) != 0 || cow_install_sigbus() != 0)) {
+        fprintf(stderr, "harness: no userfaultfd\n");
+        exit(2);
+    }
     if (cow_engine_init(engine) != 0) {
         fprintf(stderr, "harness: cow_engine_init failed\n");
         exit(2);
@@ -101,12 +111,16 @@ void harness_engine_free(cow_engine_t *engine)
     uint64_t leaves = engine->leaf_capacity;
     cow_os_release(engine->pool, slots << COW_PAGE_SHIFT);
     cow_os_close(engine->memfd);
+    if (engine->write_protection == COW_PROTECT_USERFAULTFD)
+        cow_os_close(engine->uffd);
     cow_os_release(engine->slot_refcounts, slots * sizeof(uint32_t));
     cow_os_release(engine->chunk_live, engine->chunk_capacity * sizeof(uint32_t));
     cow_os_release(engine->chunk_free, engine->chunk_capacity * sizeof(uint32_t));
     cow_os_release(engine->leaf_refcounts, leaves * sizeof(uint32_t));
     cow_os_release(engine->leaf_entries, leaves * COW_LEAF_ENTRIES * sizeof(uint32_t));
     cow_os_release(engine->leaf_free, leaves * sizeof(uint32_t));
+    cow_os_release(engine->leaf_origins, leaves * sizeof(uint32_t));
+    cow_os_release(engine->leaf_holders, leaves * 2 * sizeof(uint32_t));
     cow_os_release(engine->live_list, HARNESS_VIEW_CAPACITY * sizeof(uint32_t));
     cow_os_release(engine, sizeof(cow_engine_t));
 }
@@ -133,6 +147,9 @@ cow_view_t *harness_view(cow_engine_t *engine, uint64_t page_count)
     view->engine = engine;
     view->leaves = calloc(segments, sizeof(uint32_t));
     view->write_chunks = calloc(segments, sizeof(uint32_t));
+    view->fault_streaks = calloc(segments, sizeof(uint32_t));
+    view->changed_bits = calloc(words, sizeof(uint64_t));
+    view->changed_segments = calloc((segments + 63) / 64, sizeof(uint64_t));
     view->mapped_bits = calloc(words, sizeof(uint64_t));
     view->writable_bits = calloc(words, sizeof(uint64_t));
     view->dirty_bits = calloc(words, sizeof(uint64_t));
@@ -145,6 +162,9 @@ void harness_view_free(cow_view_t *view)
 {
     free(view->leaves);
     free(view->write_chunks);
+    free(view->fault_streaks);
+    free(view->changed_bits);
+    free(view->changed_segments);
     free(view->mapped_bits);
     free(view->writable_bits);
     free(view->dirty_bits);

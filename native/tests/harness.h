@@ -33,7 +33,11 @@ int harness_run(const char *name, void (*test)(void));
 /* The process tables (installed with cow_install on first use) and the arena they describe. */
 cow_process_t *harness_process(void);
 
-/* An engine of `chunks` chunks (2 MiB of pool each) with a mapping budget (0: none). */
+/* The write protection engines get (COW_PROTECT_*): the tests run once with each that works here. */
+extern uint32_t harness_protection;
+
+/* An engine of `chunks` chunks (2 MiB of pool each) with a mapping budget (0: none), write-protected
+ * the harness_protection way. */
 cow_engine_t *harness_engine(uint32_t chunks, int64_t mapping_budget);
 void harness_engine_free(cow_engine_t *engine);
 
@@ -44,6 +48,20 @@ void harness_view_free(cow_view_t *view);
 
 /* Kernel mappings (lines of /proc/self/maps) that overlap the view's range. */
 int64_t harness_kernel_mappings(const cow_view_t *view);
+
+/* Writes each page's slot number into the first 4 bytes of that slot through the pool window, so that a mapped page shows
+ * which slot it really maps (a private copy starts as the bytes of the slot it copied). */
+void stamp_slots(cow_engine_t *engine, cow_view_t *view);
+/* The invariants of cow_map.c for `view`: its count equals its page table's boundaries and the
+ * kernel's mappings, writable implies mapped, every mapped page shows its slot. `what` names the
+ * step for a failure message. */
+void check_view(cow_view_t *view, const char *what);
+
+/* Each test file's tests: adds to the counts. */
+void run_map_tests(int *passed, int *total);
+void run_reverse_tests(int *passed, int *total);
+void run_fault_around_tests(int *passed, int *total);
+void run_restore_tests(int *passed, int *total);
 
 /* A small deterministic generator (xorshift64*), so a failing sequence can be replayed. */
 uint64_t harness_random(uint64_t *state);

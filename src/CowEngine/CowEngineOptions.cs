@@ -27,6 +27,17 @@ public sealed class CowEngineOptions
     /// </summary>
     public int? MappingBudget { get; set; }
 
+    /// <summary>
+    /// The most pages one write fault resolves: a write fault that continues a sequential run of first
+    /// writes in a 2 MiB segment also makes the pages after it private and writable, the window
+    /// doubling (2, 4, 8, ...) up to this many while the run holds, so a sequential pass pays one
+    /// signal per many pages. Pages resolved ahead but never written cost a copy each and count as
+    /// written (<see cref="CowView.TakeDirtyPages"/> reports them): at most this many minus one at the end of
+    /// each run. Strided and random writes resolve one page per fault, and so does every write to a
+    /// region created with <c>trackWrites</c> (its dirty pages stay exact). 1 turns it off. Default: 32.
+    /// </summary>
+    public int? FaultAroundPages { get; set; }
+
     /// <summary>Where the engine logs its lifecycle and every limit it reaches. Default: none.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 }

@@ -22,6 +22,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     public const int PageSize = CowConstants.PageSize;
 
     private const ulong MinimumChunks = 65_536;
+    private const int DefaultFaultAroundPages = 32;
+    private const int MaxFaultAroundPages = CowConstants.SegmentPages;
 
     private readonly Lock _viewsGate = new();
     private readonly Dictionary<uint, WeakReference<CowView>> _views = new();
@@ -58,7 +60,10 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
         uint chunkCapacity = (uint)Math.Min(Math.Max(chunksForCapacity * 8 + 64, MinimumChunks), (CowConstants.None >> CowConstants.ChunkSlotsShift) - 1);
         uint leafCapacity = (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
-        Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget);
+        FaultAroundPages = options.FaultAroundPages ?? DefaultFaultAroundPages;
+        if (FaultAroundPages < 1 || FaultAroundPages > MaxFaultAroundPages)
+            throw new ArgumentOutOfRangeException(nameof(options), FaultAroundPages, $"FaultAroundPages must be between 1 and {MaxFaultAroundPages}.");
+        Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget, (uint)FaultAroundPages);
         Reclaimer = new SlotReclaimer(Handle);
         _ = ProcessTables.Table; // installs the handler on first use
         Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, MaxMapCount);
@@ -82,6 +87,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
 
     /// <summary>The most kernel mappings this engine may use.</summary>
     public int MappingBudget { get; }
+
+    /// <summary>The most pages one write fault resolves (<see cref="CowEngineOptions.FaultAroundPages"/>).</summary>
+    public int FaultAroundPages { get; }
 
     /// <summary>Creates a zero-filled, writable region.</summary>
     /// <param name="lengthBytes">Its size: a positive multiple of <see cref="PageSize"/>.</param>
@@ -140,7 +148,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
                 PagesCopied: (long)Volatile.Read(ref table->PagesCopied),
                 Snapshots: (long)Volatile.Read(ref table->Snapshots),
                 ReadFaults: (long)Volatile.Read(ref table->ReadFaults),
-                Evictions: (long)Volatile.Read(ref table->Evictions));
+                Evictions: (long)Volatile.Read(ref table->Evictions),
+                ReverseCopies: (long)Volatile.Read(ref table->ReverseCopies),
+                PagesRestoredByCopy: (long)Volatile.Read(ref table->PagesRestoredByCopy));
         }
         finally
         {

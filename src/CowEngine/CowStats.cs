@@ -37,6 +37,15 @@ public readonly record struct CowViewStats(
 /// <param name="Snapshots">Snapshots taken.</param>
 /// <param name="ReadFaults">First touches of snapshot pages, which map them.</param>
 /// <param name="Evictions">2 MiB segments unmapped to stay within the mapping budget (mapped again on next touch).</param>
+/// <param name="ReverseCopies">
+/// First writes resolved by reverse copy-on-write: the view that shared the page (typically a snapshot that
+/// had not read it) received the copy, and the writer kept its page in place, so the write cost no new
+/// mapping. Included in <paramref name="PagesCopied"/>.
+/// </param>
+/// <param name="PagesRestoredByCopy">
+/// Pages <see cref="CowView.RestoreTo"/> restored by copying the source's bytes into the view's own page
+/// (which the view keeps, write-protected) instead of sharing the source's page and mapping it again.
+/// </param>
 public readonly record struct CowEngineStats(
     long LiveViews,
     long SlotsInUse,
@@ -49,4 +58,6 @@ public readonly record struct CowEngineStats(
     long PagesCopied,
     long Snapshots,
     long ReadFaults,
-    long Evictions);
+    long Evictions,
+    long ReverseCopies,
+    long PagesRestoredByCopy);

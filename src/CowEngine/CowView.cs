@@ -142,11 +142,21 @@ public sealed unsafe class CowView : IDisposable
 
     /// <summary>
     /// Rolls this view back (or forward) to <paramref name="source"/>: afterwards it holds exactly
-    /// the source's contents, sharing its pages (nothing is copied). Costs time proportional to the
-    /// pages that differ between the two (2 MiB stretches they share are skipped), so rolling a
-    /// view back to its own snapshot costs the pages written since. Both views stay usable and
-    /// writable; the source's written pages become write-protected (shared).
+    /// the source's contents. A page that differs and that this view owns alone (it wrote it since
+    /// the two parted) gets the source's bytes copied into it and stays this view's page,
+    /// write-protected: no remapping, and its next write costs a protection fault, not a copy. The
+    /// other differing pages are shared with the source (mapped again on their next touch). When the
+    /// source is this view's snapshot, or what it was last restored to, and the source has not been
+    /// written since, only the pages this view wrote since are looked at: rolling back to the same
+    /// snapshot again and again costs the pages written in between, not the view's size. Otherwise
+    /// the cost follows the 2 MiB stretches the two do not share. Both views stay usable and writable;
+    /// the written pages of both become write-protected.
     /// </summary>
+    /// <remarks>
+    /// Memory: this view keeps its own copy of each page it wrote, where the source has its own too
+    /// (which it had already while the pages differed). Pages restored this way are counted in
+    /// <see cref="CowEngineStats.PagesRestoredByCopy"/>.
+    /// </remarks>
     /// <param name="source">A live view of the same engine and the same size; usually a snapshot of this view.</param>
     /// <exception cref="ArgumentException">The source belongs to another engine or has another size.</exception>
     /// <exception cref="ObjectDisposedException">Either view is disposed.</exception>
@@ -163,12 +173,13 @@ public sealed unsafe class CowView : IDisposable
     }
 
     /// <summary>
-    /// The pages whose contents can differ between this view and <paramref name="other"/>: the
-    /// pages that map different slots. Never misses a page that differs; may include a page that was
-    /// written (or prepared for writing) with the bytes it already held. For two views of one
+    /// The pages whose bytes differ between this view and <paramref name="other"/>. Only pages that
+    /// map different slots can differ, and only those are compared (4 KiB each): for two views of one
     /// lineage (a view and its snapshots, their snapshots, ...) the cost follows the pages written
-    /// since they parted, not the view's size. Pages changed by concurrent writes may or may not be
-    /// included.
+    /// since they parted, not the view's size, and when one is the other's snapshot or what it was
+    /// last restored to, only the pages written since are looked at. A page whose slots differ but one
+    /// of which was never written is reported without being compared (reading it would allocate it).
+    /// Pages changed by concurrent writes may or may not be included.
     /// </summary>
     /// <param name="other">A live view of the same engine and size.</param>
     /// <exception cref="ArgumentException">The other view belongs to another engine or has another size.</exception>
@@ -189,9 +200,10 @@ public sealed unsafe class CowView : IDisposable
     /// Get and reset: the pages written since this view was last snapshotted or last asked (or
     /// since creation, for a region made with trackWrites), after which they are write-protected
     /// again so the next call reports only later writes. A page counts once it has been made
-    /// writable: by a write fault, or by <see cref="PrepareForWrite"/> (even if nothing was then
-    /// written). Costs the dirty runs, not the view's size. The next write to each returned page
-    /// costs one engine fault (an mprotect, no copy).
+    /// writable: by a write fault (which may also make up to
+    /// <see cref="CowEngineOptions.FaultAroundPages"/> - 1 pages after a sequential run writable), or by
+    /// <see cref="PrepareForWrite"/> (even if nothing was then written). Costs the dirty runs, not the
+    /// view's size. The next write to each returned page costs one engine fault (an mprotect, no copy).
     /// </summary>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     public CowPageSet TakeDirtyPages()

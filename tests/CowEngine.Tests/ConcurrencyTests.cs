@@ -170,9 +170,10 @@ public sealed unsafe class ConcurrencyTests
 
         RunConcurrently(threads, writerActions.Append(snapshotter).ToArray());
         snapshots.CheckAndDisposeAll();
-        // Each snapshot was followed by a full round of every writer: all pages copied at least once.
+        // Each snapshot was followed by a full round of every writer: all pages copied at least once
+        // (by fewer faults than pages: fault-around resolves the pages after a sequential run).
         CowEngineStats stats = engine.GetStats();
-        Assert.True(stats.CopyFaults >= SnapshotQuota * Pages, $"expected at least {SnapshotQuota * Pages} copy faults: {stats}");
+        Assert.True(stats.PagesCopied >= SnapshotQuota * Pages, $"expected at least {SnapshotQuota * Pages} copies: {stats}");
     }
 
     [Fact]

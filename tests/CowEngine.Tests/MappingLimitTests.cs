@@ -33,7 +33,8 @@ public sealed unsafe class MappingLimitTests
     [InlineData(4L << 30, 0.1, 2)]
     public void RandomSinglePageWrites_WithNestedSnapshotsAlive_StayWithinTheBudget(long bytes, double share, int threads)
     {
-        var engine = new CowMemoryEngine();
+        // Page by page (FaultAroundPages = 1): the memory check below counts exactly one copy per write.
+        var engine = new CowMemoryEngine(new CowEngineOptions { FaultAroundPages = 1 });
         using var group = new TestThreads(engine); // owns the engine, so a hung writer finds its views alive
         CowView region = engine.CreateRegion(bytes);
         long pages = bytes / PageSize;

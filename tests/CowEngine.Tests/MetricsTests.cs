@@ -57,7 +57,7 @@ public sealed class MetricsTests
         using var listener = new MetricsRecorder();
         IReadOnlyDictionary<string, long> before = listener.Observe();
 
-        using CowMemoryEngine engine = NewSmallEngine();
+        using CowMemoryEngine engine = NewPageByPageEngine(); // counts faults page by page: see TestEngines
         using CowView world = engine.CreateRegion(64 * PageSize);
         world.AsSpan(0, 64 * PageSize).Fill(1);
         using CowView first = world.Snapshot();

@@ -42,6 +42,7 @@ public sealed class RollbackModelTests
 
     /// <summary>One full segment and part of a second, so segment skipping and the partial last leaf take part.</summary>
     private const int Pages = 512 + 64;
+    private const int SegmentPages = 512;
 
     private const int Steps = 500;
     private const int MaxLiveViews = 8;
@@ -141,8 +142,11 @@ public sealed class RollbackModelTests
     }
 
     /// <summary>A live view and what the model knows about it.</summary>
-    private sealed class ModelView(string name, CowView view, byte[] contents, long[] versions)
+    private sealed class ModelView(string name, CowView view, byte[] contents, long[] versions, bool exactWrites = false)
     {
+        /// <summary>A region made with trackWrites: its faults never resolve pages ahead of a write.</summary>
+        public bool ExactWrites { get; } = exactWrites;
+
         public string Name { get; } = name;
         public CowView View { get; } = view;
         public byte[] Contents { get; } = contents;
@@ -249,7 +253,7 @@ public sealed class RollbackModelTests
             var versions = new long[Pages];
             for (int page = 0; page < Pages; page++)
                 versions[page] = ++_nextVersion;
-            var model = new ModelView($"v{_nextName++}", view, new byte[Pages * PageSize], versions);
+            var model = new ModelView($"v{_nextName++}", view, new byte[Pages * PageSize], versions, exactWrites: trackWrites);
             if (!trackWrites)
                 Array.Fill(model.MayBeDirty, true); // documented: untracked regions start all dirty
             _views.Add(model);
@@ -278,7 +282,7 @@ public sealed class RollbackModelTests
             bytes.CopyTo(target.View.AsSpan(start, length));
 
             bytes.CopyTo(target.Contents.AsSpan((int)start, length));
-            MarkWritten(target, start, length);
+            MarkWritten(target, start, length, byFaults: true);
             Log(description);
         }
 
@@ -291,7 +295,7 @@ public sealed class RollbackModelTests
             Span<byte> memory = target.View.AsSpan(page * PageSize + offset, 16);
             for (int i = 0; i < memory.Length; i++)
                 memory[i] = target.Contents[page * PageSize + offset + i];
-            MarkWritten(target, page * PageSize + offset, 16);
+            MarkWritten(target, page * PageSize + offset, 16, byFaults: true);
             Log($"{target.Name}.WriteSameBytes(page {page})");
         }
 
@@ -312,7 +316,7 @@ public sealed class RollbackModelTests
             // prepared. The model marks the whole range as possibly written either way: a page that
             // was not prepared then only widens the "may have been written" sets.
             TryUnderBudget(() => { target.View.PrepareForWrite(start, length); return true; }, out _);
-            MarkWritten(target, start, length);
+            MarkWritten(target, start, length, byFaults: false);
             Log($"{target.Name}.PrepareForWrite([{start}, +{length}))");
         }
 
@@ -467,7 +471,12 @@ public sealed class RollbackModelTests
 
         // ---- helpers ----
 
-        private void MarkWritten(ModelView view, long start, long length)
+        /// <param name="byFaults">
+        /// Written through the view's memory: a write fault that continues a sequential run may also make
+        /// up to FaultAroundPages - 1 pages after it, in its 2 MiB segment, writable (and so dirty), as
+        /// documented; never for a region made with trackWrites.
+        /// </param>
+        private void MarkWritten(ModelView view, long start, long length, bool byFaults)
         {
             long first = start / PageSize, last = (start + length - 1) / PageSize;
             for (long page = first; page <= last; page++)
@@ -475,6 +484,11 @@ public sealed class RollbackModelTests
                 view.Versions[page] = ++_nextVersion;
                 view.MayBeDirty[page] = true;
             }
+            if (!byFaults || view.ExactWrites)
+                return;
+            long segmentEnd = Math.Min((last / SegmentPages + 1) * SegmentPages, Pages);
+            for (long page = last + 1; page < Math.Min(last + view.View.Engine.FaultAroundPages, segmentEnd); page++)
+                view.MayBeDirty[page] = true;
         }
 
         private static ReadOnlySpan<byte> PageOf(byte[] contents, long page) => contents.AsSpan((int)(page * PageSize), PageSize);

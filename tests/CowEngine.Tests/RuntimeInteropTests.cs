@@ -115,7 +115,7 @@ public sealed class RuntimeInteropTests
             return;
         }
         const int Writers = 2, Rounds = 60, Pages = 32, MinimumCollections = 1_000, MinimumDuringFaults = 100;
-        var engine = new CowMemoryEngine();
+        var engine = new CowMemoryEngine(new CowEngineOptions { FaultAroundPages = 1 }); // a fault per page written
         using var threads = new TestThreads(engine);
         var regions = Enumerable.Range(0, Writers).Select(_ => threads.Own(engine.CreateRegion(Pages * PageSize))).ToArray();
         long pagesWritten = 0, collections = 0, collectionsDuringFaults = 0;
@@ -173,7 +173,7 @@ public sealed class RuntimeInteropTests
     public void Faults_FromSeveralEnginesAtOnce_AreEachResolvedInTheirOwnEngine()
     {
         const int Engines = 3, Rounds = 50, Pages = 16;
-        var engines = Enumerable.Range(0, Engines).Select(_ => new CowMemoryEngine()).ToArray();
+        var engines = Enumerable.Range(0, Engines).Select(_ => new CowMemoryEngine(new CowEngineOptions { FaultAroundPages = 1 })).ToArray();
         using var threads = new TestThreads(engines);
         var regions = engines.Select(e => e.CreateRegion(Pages * PageSize)).ToArray();
         for (int i = 0; i < Engines; i++)

@@ -363,7 +363,7 @@ public sealed class SnapshotSemanticsTests
     public void AWriteToASharedPageCopiesThatPageOnlyAndReadingCopiesNothing()
     {
         const int pages = 64;
-        using var engine = new CowMemoryEngine();
+        using var engine = new CowMemoryEngine(new CowEngineOptions { FaultAroundPages = 1 }); // page by page: see TestEngines
         using CowView region = engine.CreateRegion(pages * PageSize);
         Pattern(pages * PageSize, seed: 50).CopyTo(region.AsSpan());
         using CowView snapshot = region.Snapshot();

@@ -170,10 +170,17 @@ public sealed unsafe class SyscallWriteTests
         using CowView coldSnapshot = cold.Snapshot();
         for (int page = 0; page < Pages; page += 2)
             cold.Pointer[page * PageSize] = expected[page * PageSize] = 1; // every other page copied: fragmented
-        using CowView hot = engine.CreateRegion(Pages * PageSize);
+        // Pressure from elsewhere: first writes scattered over the 64 segments of another region split
+        // a mapping each time (+2), so the engine goes over its budget and keeps evicting, one segment
+        // per fault in the order of its eviction clock. The faults are in many segments, so the cold
+        // region soon is not among the segments faults just mapped (which eviction spares), and three
+        // rounds take the clock past every segment, the cold region's included.
+        const int HotSegments = 64, SegmentPages = 512;
+        using CowView hot = engine.CreateRegion((long)HotSegments * SegmentPages * PageSize);
         using CowView hotSnapshot = hot.Snapshot();
-        for (int page = 0; page < Pages; page += 2)
-            hot.Pointer[page * PageSize] = 1; // pushes the engine over its budget
+        for (int round = 0; round < 3; round++)
+            for (long segment = 0; segment < HotSegments; segment++)
+                hot.Pointer[(segment * SegmentPages + 7 + 100 * round) * PageSize] = 1;
         CowViewStats coldStats = cold.GetStats();
         Assert.True(coldStats.MappedPages < Pages,
             $"over its budget the engine must have evicted the cold region's fragmented segment ({coldStats}; {engine.GetStats()})");

@@ -221,6 +221,9 @@ public sealed class TypedCollectionTests
         for (int i = 0; i < all.Length; i++)
             if (all[i] != i)
                 Assert.Fail($"element {i} is {all[i]} after the restore");
-        Assert.Equal(Length * sizeof(long) / CowMemoryEngine.PageSize, engine.GetStats().SlotsInUse);
+        // The snapshot's pages, and the array's own copy of each page it wrote (restored by copying
+        // the snapshot's bytes back into it).
+        Assert.Equal(Length * sizeof(long) / CowMemoryEngine.PageSize + modifiedPages.Count, engine.GetStats().SlotsInUse);
+        Assert.Equal(modifiedPages.Count, engine.GetStats().PagesRestoredByCopy);
     }
 }

@@ -33,7 +33,7 @@ internal sealed unsafe class EngineHandle : SafeHandle
     public int Memfd => _memfd.Fd;
 
     /// <summary>Creates the memfd, maps it and allocates the tables for the given limits.</summary>
-    public static EngineHandle Create(ulong slotLimit, uint chunkCapacity, uint leafCapacity, long mappingBudget)
+    public static EngineHandle Create(ulong slotLimit, uint chunkCapacity, uint leafCapacity, long mappingBudget, uint faultAroundPages)
     {
         ulong poolBytes = (ulong)chunkCapacity << CowConstants.SegmentShift;
         MemfdHandle memfd = MemfdHandle.Create("cowengine-slots", poolBytes);
@@ -51,11 +51,14 @@ internal sealed unsafe class EngineHandle : SafeHandle
             table->LeafRefcounts = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf refcounts");
             table->LeafEntries = (uint*)Allocate(tables, (ulong)leafCapacity * CowConstants.LeafEntries * sizeof(uint), "leaf table");
             table->LeafFree = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf free list");
+            table->LeafOrigins = (uint*)Allocate(tables, (ulong)leafCapacity * sizeof(uint), "leaf origins");
+            table->LeafHolders = (uint*)Allocate(tables, (ulong)leafCapacity * 2 * sizeof(uint), "leaf holders");
             table->LiveList = (uint*)Allocate(tables, (ulong)ProcessTables.ViewCapacity * sizeof(uint), "live view list");
             table->ReclaimRing = (ulong*)Allocate(tables, ReclaimQueueRuns * sizeof(ulong), "reclaim queue");
             table->ReclaimCapacity = ReclaimQueueRuns;
             table->SlotLimit = slotLimit;
             table->MappingBudget = mappingBudget;
+            table->FaultAroundPages = faultAroundPages;
             table->ChunkCapacity = chunkCapacity;
             table->LeafCapacity = leafCapacity;
             table->Memfd = memfd.Fd;

@@ -40,6 +40,9 @@ internal sealed unsafe class ViewHandle : SafeHandle
             entry->Engine = engine.Handle.Table;
             entry->Leaves = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
             entry->WriteChunks = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
+            entry->FaultStreaks = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
+            entry->ChangedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
+            entry->ChangedSegments = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(segments), sizeof(ulong));
             entry->MappedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->WritableBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->DirtyBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
@@ -75,12 +78,18 @@ internal sealed unsafe class ViewHandle : SafeHandle
         }
         NativeMemory.Free(entry->Leaves);
         NativeMemory.Free(entry->WriteChunks);
+        NativeMemory.Free(entry->FaultStreaks);
+        NativeMemory.Free(entry->ChangedBits);
+        NativeMemory.Free(entry->ChangedSegments);
         NativeMemory.Free(entry->MappedBits);
         NativeMemory.Free(entry->WritableBits);
         NativeMemory.Free(entry->DirtyBits);
         NativeMemory.Free(entry->PinnedBits);
         entry->Leaves = null;
         entry->WriteChunks = null;
+        entry->FaultStreaks = null;
+        entry->ChangedBits = null;
+        entry->ChangedSegments = null;
         entry->MappedBits = null;
         entry->WritableBits = null;
         entry->DirtyBits = null;

@@ -41,14 +41,14 @@ internal unsafe struct CowEngineTable
     public uint ChunkCapacity;
     public uint LeafCapacity;
     public int Memfd;
-    public uint Reserved0;
+    public uint FaultAroundPages;
 
     public uint AllocLock;
     public uint ChunkFreeCount;
     public uint ChunkBump;
     public uint LeafFreeCount;
     public uint LeafBump;
-    public uint Reserved1;
+    public uint WriteProtection;
 
     public ulong SlotsInUse;
     public ulong ChunksInUse;
@@ -80,6 +80,13 @@ internal unsafe struct CowEngineTable
     public uint Reserved3;
 
     public fixed uint Stripes[CowConstants.StripeCount];
+
+    public uint* LeafOrigins;
+    public uint* LeafHolders;
+    public ulong ReverseCopies;
+    public ulong PagesRestoredByCopy;
+    public int Uffd;
+    public uint Reserved4;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -104,7 +111,18 @@ internal unsafe struct CowViewEntry
     public ulong WriteFaults;
     public ulong PagesCopied;
     public uint LivePosition;
-    public uint Reserved;
+    public uint Flags;
+
+    public uint* FaultStreaks;
+    public ulong* ChangedBits;
+    public ulong* ChangedSegments;
+
+    public ulong Modifications;
+    public ulong BaseModifications;
+    public uint BaseView;
+    public uint BaseIncarnation;
+    public uint Incarnation;
+    public uint Reserved2;
 }
 
 [StructLayout(LayoutKind.Sequential)]

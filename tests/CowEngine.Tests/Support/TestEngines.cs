@@ -18,14 +18,22 @@ internal static class TestEngines
     public const long LargeCapacity = 4L << 30;
 
     /// <summary>An engine of 1 GiB.</summary>
-    public static CowMemoryEngine NewEngine(int? mappingBudget = null) => New(Capacity, mappingBudget);
+    public static CowMemoryEngine NewEngine(int? mappingBudget = null) => New(Capacity, mappingBudget, null);
 
     /// <summary>An engine of 256 MiB.</summary>
-    public static CowMemoryEngine NewSmallEngine(int? mappingBudget = null) => New(SmallCapacity, mappingBudget);
+    public static CowMemoryEngine NewSmallEngine(int? mappingBudget = null) => New(SmallCapacity, mappingBudget, null);
 
     /// <summary>An engine of 4 GiB.</summary>
-    public static CowMemoryEngine NewLargeEngine(int? mappingBudget = null) => New(LargeCapacity, mappingBudget);
+    public static CowMemoryEngine NewLargeEngine(int? mappingBudget = null) => New(LargeCapacity, mappingBudget, null);
 
-    private static CowMemoryEngine New(long capacityBytes, int? mappingBudget) =>
-        new(new CowEngineOptions { CapacityBytes = capacityBytes, MappingBudget = mappingBudget });
+    /// <summary>
+    /// An engine of 1 GiB whose write faults resolve one page each (FaultAroundPages = 1), for tests
+    /// that count faults or copies page by page, or need the dirty pages of a sequential pass exact:
+    /// fault-around, on by default, resolves pages ahead of a sequential run of writes (tested on its
+    /// own in FaultAroundTests).
+    /// </summary>
+    public static CowMemoryEngine NewPageByPageEngine(int? mappingBudget = null) => New(Capacity, mappingBudget, 1);
+
+    private static CowMemoryEngine New(long capacityBytes, int? mappingBudget, int? faultAroundPages) =>
+        new(new CowEngineOptions { CapacityBytes = capacityBytes, MappingBudget = mappingBudget, FaultAroundPages = faultAroundPages });
 }

@@ -1,0 +1,33 @@
+/*
+ * test_main.c - the native unit tests' program. Run by `make -C native check` (and by
+ * `make -C native sanitize` under ASan/UBSan), which ./build.sh test runs before the .NET tests.
+ * One line per test, then the totals; exit code 0 when every check passed.
+ */
+#include "harness.h"
+
+static void run_all(int *passed, int *total)
+{
+    run_map_tests(passed, total);
+    run_reverse_tests(passed, total);
+    run_fault_around_tests(passed, total);
+    run_restore_tests(passed, total);
+}
+
+int main(void)
+{
+    int passed = 0, total = 0;
+    harness_protection = COW_PROTECT_MPROTECT;
+    run_all(&passed, &total);
+    int32_t probe = -1;
+    int error = cow_os_userfaultfd_open(&probe);
+    if (error == 0) {
+        cow_os_close(probe);
+        harness_protection = COW_PROTECT_USERFAULTFD;
+        run_all(&passed, &total);
+    } else {
+        /* Not a failure of the engine: the kernel refuses it here (the .NET tests say the same). */
+        printf("SKIP every test with userfaultfd: %s\n", cow_os_error_name(error));
+    }
+    printf("native tests: %d passed, %d failed (%d checks)\n", passed, total - passed, harness_checks);
+    return passed == total && harness_failures == 0 ? 0 : 1;
+}

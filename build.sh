@@ -3,7 +3,8 @@
 #
 #   ./build.sh [build]        build native/libcowengine.so and the solution (Release)
 #   ./build.sh test [args]    build, then the checks (C and C# layout, the native unit tests, their
-#                             ASan/UBSan build) and the .NET tests (TRX in artifacts/test-results/)
+#                             ASan/UBSan build) and the .NET tests, once with each write-protection
+#                             mechanism the kernel offers (TRX in artifacts/test-results/)
 #   ./build.sh check          the checks alone (no .NET tests)
 #   ./build.sh run [args]     build, then run the demo with args
 #   ./build.sh bench          build, run every benchmark scenario (CowEngine vs fork, ~10 min), then
@@ -85,16 +86,31 @@ run_checks() {
     echo "build.sh: every check passed"
 }
 
+# The .NET tests, once per write-protection mechanism (docs/design.md): mprotect, the default, and
+# userfaultfd where this kernel offers it. Each run writes its own TRX file.
+run_dotnet_tests() {
+    local mechanism=$1
+    shift
+    COWENGINE_WRITE_PROTECTION=$mechanism dotnet test "$SOLUTION" -c "$CONFIG" --no-build \
+        --results-directory "$RESULTS_DIR" \
+        --logger "trx;LogFileName=tests-$mechanism.trx" \
+        --logger "console;verbosity=normal" \
+        "$@"
+}
+
 run_tests() {
     rm -rf "$RESULTS_DIR"   # no stale results if the build fails
     build
     local rc=0
     run_checks || rc=1
-    dotnet test "$SOLUTION" -c "$CONFIG" --no-build \
-        --results-directory "$RESULTS_DIR" \
-        --logger "trx;LogFileName=tests.trx" \
-        --logger "console;verbosity=normal" \
-        "$@" || rc=$?
+    echo "build.sh: .NET tests with mprotect write protection"
+    run_dotnet_tests mprotect "$@" || rc=$?
+    if native/build/test_native --has-userfaultfd; then
+        echo "build.sh: .NET tests with userfaultfd write protection"
+        run_dotnet_tests userfaultfd "$@" || rc=$?
+    else
+        echo "build.sh: the .NET tests run with mprotect only (see the line above)"
+    fi
     return "$rc"
 }
 

@@ -5,6 +5,8 @@
  */
 #include "harness.h"
 
+#include <string.h>
+
 static void run_all(int *passed, int *total)
 {
     run_map_tests(passed, total);
@@ -13,8 +15,18 @@ static void run_all(int *passed, int *total)
     run_restore_tests(passed, total);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--has-userfaultfd") == 0) {
+        /* For ./build.sh: whether the .NET tests can run a second time with userfaultfd. */
+        int32_t fd = -1;
+        int error = cow_os_userfaultfd_open(&fd);
+        if (error == 0)
+            cow_os_close(fd);
+        else
+            printf("userfaultfd is not available here: %s\n", cow_os_error_name(error));
+        return error == 0 ? 0 : 1;
+    }
     int passed = 0, total = 0;
     harness_protection = COW_PROTECT_MPROTECT;
     run_all(&passed, &total);

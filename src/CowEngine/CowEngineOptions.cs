@@ -38,6 +38,14 @@ public sealed class CowEngineOptions
     /// </summary>
     public int? FaultAroundPages { get; set; }
 
+    /// <summary>
+    /// How shared pages are write-protected: <see cref="CowWriteProtection.Mprotect"/> (the default),
+    /// <see cref="CowWriteProtection.Userfaultfd"/> or <see cref="CowWriteProtection.Automatic"/>. When
+    /// not set here, the environment variable <c>COWENGINE_WRITE_PROTECTION</c> (<c>mprotect</c>,
+    /// <c>userfaultfd</c> or <c>automatic</c>) chooses, so a deployment can switch without a rebuild.
+    /// </summary>
+    public CowWriteProtection? WriteProtection { get; set; }
+
     /// <summary>Where the engine logs its lifecycle and every limit it reaches. Default: none.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 }

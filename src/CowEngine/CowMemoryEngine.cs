@@ -33,7 +33,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     /// <param name="options">Limits and logging; null for the defaults.</param>
     /// <exception cref="ArgumentOutOfRangeException">A limit is not positive or not page-aligned.</exception>
     /// <exception cref="CowSystemException">The memfd, the pool mapping or a table could not be created.</exception>
-    /// <exception cref="PlatformNotSupportedException">Not Linux x64.</exception>
+    /// <exception cref="PlatformNotSupportedException">Not Linux x64; or <see cref="CowWriteProtection.Userfaultfd"/>
+    /// was asked for and the kernel refuses it (the message says why).</exception>
+    /// <exception cref="ArgumentException">COWENGINE_WRITE_PROTECTION holds something else than a mechanism's name.</exception>
     public CowMemoryEngine(CowEngineOptions? options = null)
     {
         if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
@@ -63,10 +65,12 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         FaultAroundPages = options.FaultAroundPages ?? DefaultFaultAroundPages;
         if (FaultAroundPages < 1 || FaultAroundPages > MaxFaultAroundPages)
             throw new ArgumentOutOfRangeException(nameof(options), FaultAroundPages, $"FaultAroundPages must be between 1 and {MaxFaultAroundPages}.");
-        Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget, (uint)FaultAroundPages);
+        (WriteProtection, UserfaultfdHandle? userfaultfd) = UserfaultfdHandle.Choose(options.WriteProtection, Logger);
+        Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget, (uint)FaultAroundPages,
+            userfaultfd);
         Reclaimer = new SlotReclaimer(Handle);
         _ = ProcessTables.Table; // installs the handler on first use
-        Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, MaxMapCount);
+        Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, MaxMapCount, WriteProtection);
         CowMetrics.Register(this);
     }
 
@@ -90,6 +94,12 @@ public sealed unsafe class CowMemoryEngine : IDisposable
 
     /// <summary>The most pages one write fault resolves (<see cref="CowEngineOptions.FaultAroundPages"/>).</summary>
     public int FaultAroundPages { get; }
+
+    /// <summary>
+    /// The write protection this engine uses: never <see cref="CowWriteProtection.Automatic"/>, which
+    /// resolves to one of the two when the engine is created.
+    /// </summary>
+    public CowWriteProtection WriteProtection { get; }
 
     /// <summary>Creates a zero-filled, writable region.</summary>
     /// <param name="lengthBytes">Its size: a positive multiple of <see cref="PageSize"/>.</param>

@@ -38,6 +38,9 @@ internal static unsafe partial class Program
             "memfd-growth-refused" => MemfdGrowthRefused(),
             "foreign-handler" => ForeignHandler(),
             "dispose-while-writing" => DisposeWhileWriting(),
+            "userfaultfd-refused" => UserfaultfdRefused(),
+            "sigbus-elsewhere" => SigbusElsewhere(withEngine: false),
+            "sigbus-elsewhere-with-engine" => SigbusElsewhere(withEngine: true),
             _ => UnknownScenario(args[0]),
         };
     }
@@ -251,7 +254,9 @@ internal static unsafe partial class Program
     /// </summary>
     private static int ForeignHandler()
     {
-        using var engine = new CowMemoryEngine();
+        // mprotect: its write faults are SIGSEGVs, which the foreign SIGSEGV handler must see first
+        // (with userfaultfd they are SIGBUSes: the sigbus-from-elsewhere scenario covers those).
+        using var engine = new CowMemoryEngine(new CowEngineOptions { WriteProtection = CowWriteProtection.Mprotect });
         using CowView region = engine.CreateRegion(8 * PageSize);
         region.AsSpan().Fill(0x11);
         if (Foreign.Install() != 0)

@@ -213,7 +213,7 @@ public sealed unsafe class ChangeTrackingTests
     public void TakeDirtyPages_AfterASnapshotRefusedForTheMappingBudget_StillReportsTheSourcesWrites()
     {
         const int Budget = 16;
-        using var engine = NewEngine(mappingBudget: Budget);
+        using var engine = NewFragmentingEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(512 * PageSize);
         FillAll(region, 1);
         using CowView snapshot = region.Snapshot();
@@ -241,7 +241,7 @@ public sealed unsafe class ChangeTrackingTests
     public void PreparedPages_StayWritableForTheKernel_AfterASnapshotRefusedForTheMappingBudget()
     {
         const int Budget = 16;
-        using var engine = NewEngine(mappingBudget: Budget);
+        using var engine = NewFragmentingEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(512 * PageSize);
         FillAll(region, 1);
         using CowView snapshot = region.Snapshot();

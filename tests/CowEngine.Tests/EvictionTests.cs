@@ -1,4 +1,5 @@
 using CowEngine.Tests.Support;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -25,7 +26,7 @@ public sealed class EvictionTests
         }
         const int pages = 64;
         const int budget = 40;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = budget });
+        using var engine = NewFragmentingEngine(mappingBudget: budget);
         using CowView region = engine.CreateRegion(pages * PageSize);
         byte[] regionModel = new byte[pages * PageSize];
         new Random(40).NextBytes(regionModel);
@@ -78,7 +79,7 @@ public sealed class EvictionTests
             await IsolatedTest.RunAndAssertPassedAsync(typeof(EvictionTests), nameof(AWriteWhileOtherViewsHoldTheWholeBudgetCompletes), TimeSpan.FromSeconds(20));
             return;
         }
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
+        using var engine = NewFragmentingEngine(mappingBudget: 40);
         using CowView region = engine.CreateRegion(64 * PageSize);
         region.AsSpan().Fill(1);
         var snapshots = new List<CowView>();
@@ -120,7 +121,7 @@ public sealed class EvictionTests
 
     private static void StoreStraddlingWhileTheBudgetIsHeld(int pages, long storeOffset, long[] preparePages)
     {
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
+        using var engine = NewFragmentingEngine(mappingBudget: 40);
         using CowView region = engine.CreateRegion(pages * PageSize);
         region.AsSpan().Fill(1);
         var snapshots = new List<CowView>();
@@ -148,7 +149,7 @@ public sealed class EvictionTests
     {
         const int pages = 4 * 512; // four 2 MiB segments
         const int budget = 40;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = budget });
+        using var engine = NewFragmentingEngine(mappingBudget: budget);
         using CowView region = engine.CreateRegion(pages * PageSize);
         byte[] regionModel = new byte[pages * PageSize];
         new Random(41).NextBytes(regionModel);
@@ -187,7 +188,7 @@ public sealed class EvictionTests
         }
         const int pages = 256;
         const int budget = 40;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = budget });
+        using var engine = NewFragmentingEngine(mappingBudget: budget);
         using CowView region = engine.CreateRegion(pages * PageSize);
         region.AsSpan().Fill(1);
         byte[] before = new byte[pages * PageSize];
@@ -238,7 +239,7 @@ public sealed class EvictionTests
             for (int i = 0; i < 3000; i++)
                 crowd.Add(otherRegion.Snapshot());
 
-            using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = budget });
+            using var engine = NewFragmentingEngine(mappingBudget: budget);
             using CowView region = engine.CreateRegion(pages * PageSize);
             region.AsSpan().Fill(1);
             using CowView fragmented = region.Snapshot();
@@ -270,7 +271,7 @@ public sealed class EvictionTests
         // the kernel raises no fault for its own accesses: write(2) needs PrepareForRead first, and
         // then must see exactly the view's contents, even under a budget that keeps evicting.
         const int pages = 4 * 512;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
+        using var engine = NewFragmentingEngine(mappingBudget: 40);
         using CowView region = engine.CreateRegion(pages * PageSize);
         new Random(42).NextBytes(region.AsSpan());
         using CowView kept = region.Snapshot();

@@ -1,4 +1,5 @@
 using CowEngine.Tests.Support;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -50,7 +51,7 @@ public sealed class MappingCountTests
     [InlineData(true)]
     public void SparseWritesSplitTheMappingsAndDenseWritesMergeThemBack(bool writeTheSnapshot)
     {
-        using var engine = new CowMemoryEngine();
+        using var engine = NewFragmentingEngine(); // the splits are mprotect's
         using CowView region = engine.CreateRegion(Pages * PageSize);
         region.AsSpan().Fill(3);
         using CowView snapshot = region.Snapshot();

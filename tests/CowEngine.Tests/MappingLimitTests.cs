@@ -1,5 +1,6 @@
 using CowEngine.Tests.Support;
 using CowEngine.TestSupport;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -127,7 +128,7 @@ public sealed unsafe class MappingLimitTests
     public void AViewTouchedAgainAfterEviction_ReadsAndWritesItsOwnPages()
     {
         // A tiny budget forces eviction on almost every fault; the page table stays the truth.
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 64 });
+        using var engine = NewFragmentingEngine(mappingBudget: 64);
         using CowView region = engine.CreateRegion(8L << 20);
         long pages = region.PageCount;
         for (long page = 0; page < pages; page++)
@@ -154,7 +155,7 @@ public sealed unsafe class MappingLimitTests
     [Fact]
     public void PreparedPages_AreNotEvicted_SoSystemCallsCanUseThem()
     {
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 32 });
+        using var engine = NewFragmentingEngine(mappingBudget: 32);
         using CowView region = engine.CreateRegion(4L << 20);
         using CowView snapshot = region.Snapshot();
         region.PrepareForWrite(0, 16 * PageSize);
@@ -190,7 +191,7 @@ public sealed unsafe class MappingLimitTests
     public void PinnedSegments_AreEvictedAroundTheirPins_SoTheBudgetHolds()
     {
         const int Budget = 200, Segments = 8, PinnedPages = 4;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = Budget });
+        using var engine = NewFragmentingEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(Segments * 512L * PageSize);
         for (long page = 0; page < region.PageCount; page++)
             *(long*)(region.Pointer + page * PageSize) = page;
@@ -251,7 +252,7 @@ public sealed unsafe class MappingLimitTests
     public void FaultsOnBothSidesOfASegmentEdge_KeepTheMappingCountExact()
     {
         const int Rounds = 150, Span = 48, Edge = 512;
-        var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 40 });
+        var engine = NewFragmentingEngine(mappingBudget: 40);
         using var threads = new TestThreads(engine); // a hung round leaves the engine alive: see TestThreads
         CowView region = engine.CreateRegion(1000L * PageSize); // two segments, edge at page 512
         region.AsSpan().Fill(1);

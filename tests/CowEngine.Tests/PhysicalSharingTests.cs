@@ -153,7 +153,15 @@ public sealed class PhysicalSharingTests
                 Assert.True(Pagemap.IsPresent(entries![page]), $"page {page} is not present after being read");
                 pfn = Pagemap.PfnOf(entries[page]);
             }
-            result[page] = new Backing(vma.Inode, offset, vma.IsWritable, pfn);
+            // Writable for the kernel: a writable mapping, and with userfaultfd write protection no
+            // write-protect bit on the page (the mapping itself stays read-write there).
+            bool writable = vma.IsWritable;
+            if (view.Engine.WriteProtection == CowWriteProtection.Userfaultfd)
+            {
+                Assert.True(entries is not null, $"/proc/self/pagemap is needed to see userfaultfd write protection: {readFailure}");
+                writable &= !Pagemap.IsUserfaultfdWriteProtected(entries![page]);
+            }
+            result[page] = new Backing(vma.Inode, offset, writable, pfn);
         }
         return result;
     }

@@ -362,7 +362,7 @@ public sealed unsafe class RestoreTests
     public void RestoreTo_UnderATightMappingBudget_StaysWithinIt_AndKeepsTheContents()
     {
         const int SmallPages = 3 * 512, Budget = 64, Rounds = 12;
-        using var engine = NewEngine(mappingBudget: Budget);
+        using var engine = NewFragmentingEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(SmallPages * PageSize);
         Pattern.FillAll(region, generation: 1);
         using CowView snapshot = region.Snapshot();

@@ -108,7 +108,7 @@ public sealed class RollbackModelTests
             return;
         }
         const int Budget = 16, Prepared = 6;
-        using var engine = NewEngine(mappingBudget: Budget);
+        using var engine = NewFragmentingEngine(mappingBudget: Budget);
         using CowView region = engine.CreateRegion(512 * PageSize);
         region.AsSpan().Fill(1);
         using CowView snapshot = region.Snapshot();

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using CowEngine.TestSupport;
 using Microsoft.Win32.SafeHandles;
+using static CowEngine.Tests.Support.TestEngines;
 
 namespace CowEngine.Tests;
 
@@ -162,7 +163,7 @@ public sealed unsafe class SyscallWriteTests
         // Under its mapping budget the engine unmaps fragmented segments of cold views and maps
         // them again on the next touch; PrepareForRead maps them for the kernel to read.
         const int Pages = 64;
-        using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = 64 });
+        using var engine = NewFragmentingEngine(mappingBudget: 64);
         using CowView cold = engine.CreateRegion(Pages * PageSize);
         byte[] expected = new byte[Pages * PageSize];
         new Random(13).NextBytes(expected);

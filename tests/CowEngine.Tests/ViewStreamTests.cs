@@ -62,7 +62,7 @@ public sealed class ViewStreamTests
     [Fact]
     public void Stream_OverAViewWithEvictedSegments_ReadsEveryByte()
     {
-        using CowMemoryEngine engine = NewLargeEngine(mappingBudget: 64);
+        using CowMemoryEngine engine = NewFragmentingEngine(mappingBudget: 64, capacityBytes: LargeCapacity);
         using CowView world = engine.CreateRegion(8 * 512 * PageSize); // 8 segments of 2 MiB
         byte[] model = Pattern(world.Length, seed: 3);
         model.CopyTo(world.AsSpan());

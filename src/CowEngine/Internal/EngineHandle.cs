@@ -14,14 +14,17 @@ internal sealed unsafe class EngineHandle : SafeHandle
     private const uint ReclaimQueueRuns = 1u << 16;
 
     private readonly MemfdHandle _memfd;
+    private readonly UserfaultfdHandle? _userfaultfd;
     private readonly ulong _poolBytes;
     private readonly (nint Address, ulong Bytes)[] _tables;
 
-    private EngineHandle(CowEngineTable* table, MemfdHandle memfd, ulong poolBytes, (nint, ulong)[] tables)
+    private EngineHandle(CowEngineTable* table, MemfdHandle memfd, UserfaultfdHandle? userfaultfd, ulong poolBytes,
+                         (nint, ulong)[] tables)
         : base(0, ownsHandle: true)
     {
         SetHandle((nint)table);
         _memfd = memfd;
+        _userfaultfd = userfaultfd;
         _poolBytes = poolBytes;
         _tables = tables;
     }
@@ -32,11 +35,24 @@ internal sealed unsafe class EngineHandle : SafeHandle
 
     public int Memfd => _memfd.Fd;
 
-    /// <summary>Creates the memfd, maps it and allocates the tables for the given limits.</summary>
-    public static EngineHandle Create(ulong slotLimit, uint chunkCapacity, uint leafCapacity, long mappingBudget, uint faultAroundPages)
+    /// <summary>
+    /// Creates the memfd, maps it and allocates the tables for the given limits. Takes ownership of
+    /// <paramref name="userfaultfd"/> (closed if creation fails): with one, pages are write-protected by it.
+    /// </summary>
+    public static EngineHandle Create(ulong slotLimit, uint chunkCapacity, uint leafCapacity, long mappingBudget, uint faultAroundPages,
+                                      UserfaultfdHandle? userfaultfd)
     {
         ulong poolBytes = (ulong)chunkCapacity << CowConstants.SegmentShift;
-        MemfdHandle memfd = MemfdHandle.Create("cowengine-slots", poolBytes);
+        MemfdHandle memfd;
+        try
+        {
+            memfd = MemfdHandle.Create("cowengine-slots", poolBytes);
+        }
+        catch
+        {
+            userfaultfd?.Dispose();
+            throw;
+        }
         var tables = new List<(nint, ulong)>();
         var table = (CowEngineTable*)NativeMemory.AlignedAlloc((nuint)sizeof(CowEngineTable), 64);
         NativeMemory.Clear(table, (nuint)sizeof(CowEngineTable));
@@ -59,16 +75,19 @@ internal sealed unsafe class EngineHandle : SafeHandle
             table->SlotLimit = slotLimit;
             table->MappingBudget = mappingBudget;
             table->FaultAroundPages = faultAroundPages;
+            table->WriteProtection = userfaultfd is null ? 0u : 1u;
+            table->Uffd = userfaultfd?.Fd ?? -1;
             table->ChunkCapacity = chunkCapacity;
             table->LeafCapacity = leafCapacity;
             table->Memfd = memfd.Fd;
             Errno.ThrowIfFailed(CowNative.EngineInit(table), "initialising the engine");
-            return new EngineHandle(table, memfd, poolBytes, tables.ToArray());
+            return new EngineHandle(table, memfd, userfaultfd, poolBytes, tables.ToArray());
         }
         catch
         {
             Free(table, tables, poolBytes);
             memfd.Dispose();
+            userfaultfd?.Dispose();
             throw;
         }
     }
@@ -93,6 +112,7 @@ internal sealed unsafe class EngineHandle : SafeHandle
     {
         Free(Table, _tables, _poolBytes);
         _memfd.Dispose();
+        _userfaultfd?.Dispose(); // after every view is gone (each holds a reference on this handle)
         return true;
     }
 }

@@ -6,8 +6,8 @@ namespace CowEngine.Internal;
 internal static partial class Log
 {
     [LoggerMessage(EventId = 1, Level = LogLevel.Information,
-        Message = "CowEngine engine created: capacity {CapacityBytes} bytes, {ChunkCapacity} chunks of 2 MiB, mapping budget {MappingBudget} of vm.max_map_count {MaxMapCount}")]
-    public static partial void EngineCreated(ILogger logger, long capacityBytes, uint chunkCapacity, int mappingBudget, int maxMapCount);
+        Message = "CowEngine engine created: capacity {CapacityBytes} bytes, {ChunkCapacity} chunks of 2 MiB, mapping budget {MappingBudget} of vm.max_map_count {MaxMapCount}, write protection {WriteProtection}")]
+    public static partial void EngineCreated(ILogger logger, long capacityBytes, uint chunkCapacity, int mappingBudget, int maxMapCount, CowWriteProtection writeProtection);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information,
         Message = "CowEngine engine disposed ({LiveViews} views still live were disposed with it)")]
@@ -24,6 +24,10 @@ internal static partial class Log
     [LoggerMessage(EventId = 5, Level = LogLevel.Error,
         Message = "CowEngine could not unmap a disposed view ({Error}); its pages stay allocated and its address range is never reused")]
     public static partial void ViewDisposeFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Information,
+        Message = "CowEngine write protection: userfaultfd is not available here ({Reason}); using mprotect")]
+    public static partial void UserfaultfdUnavailable(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 6, Level = LogLevel.Debug,
         Message = "CowEngine view created: {Bytes} bytes at 0x{BaseAddress:x} ({Kind})")]

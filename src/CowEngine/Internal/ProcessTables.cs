@@ -62,6 +62,16 @@ internal static unsafe class ProcessTables
         return table;
     }
 
+    /// <summary>
+    /// Installs the SIGBUS handler for userfaultfd write protection (the process tables first); 0 or
+    /// an errno value. Idempotent.
+    /// </summary>
+    public static int InstallSigbusHandler()
+    {
+        _ = Table;
+        return CowNative.InstallSigbus();
+    }
+
     /// <summary>Takes a free view entry and an arena range of <paramref name="segments"/> segments.</summary>
     public static CowViewEntry* RentEntry(long segments)
     {

@@ -7,10 +7,13 @@ namespace CowEngine.Interop;
 /// <summary>The one place where an errno value returned by the shim becomes an exception.</summary>
 internal static class Errno
 {
+    public const int EPERM = 1;
     public const int ENOMEM = 12;
     public const int EBUSY = 16;
     public const int EINVAL = 22;
     public const int ENOSPC = 28;
+    public const int ENOSYS = 38;
+    public const int EOPNOTSUPP = 95;
     public const int EDQUOT = 122;
 
     /// <summary>The symbolic name of an errno value ("ENOMEM"), or its number.</summary>

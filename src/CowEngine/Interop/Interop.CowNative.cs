@@ -26,6 +26,12 @@ internal static unsafe partial class CowNative
     [LibraryImport(Library, EntryPoint = "cow_install")]
     public static partial int Install(CowProcessTable* process);
 
+    [LibraryImport(Library, EntryPoint = "cow_install_sigbus")]
+    public static partial int InstallSigbus();
+
+    [LibraryImport(Library, EntryPoint = "cow_os_userfaultfd_open")]
+    public static partial int UserfaultfdOpen(out int fd);
+
     [LibraryImport(Library, EntryPoint = "cow_handler_is_current")]
     public static partial int HandlerIsCurrent();
 

@@ -9,12 +9,17 @@ namespace CowEngine.Tests.Support;
 internal static class Pagemap
 {
     public const ulong PresentBit = 1UL << 63;
+
+    /// <summary>Bit 57: the page is write-protected by userfaultfd (Linux 5.13+; readable without privileges).</summary>
+    public const ulong UserfaultfdWriteProtectedBit = 1UL << 57;
     public const ulong PfnMask = (1UL << 55) - 1;
     private const int EntrySize = sizeof(ulong);
 
     public static bool IsPresent(ulong entry) => (entry & PresentBit) != 0;
 
     public static ulong PfnOf(ulong entry) => entry & PfnMask;
+
+    public static bool IsUserfaultfdWriteProtected(ulong entry) => (entry & UserfaultfdWriteProtectedBit) != 0;
 
     /// <summary>
     /// The entries of <paramref name="pageCount"/> pages starting at <paramref name="address"/>

@@ -34,6 +34,15 @@ internal static class TestEngines
     /// </summary>
     public static CowMemoryEngine NewPageByPageEngine(int? mappingBudget = null) => New(Capacity, mappingBudget, 1);
 
+    /// <summary>
+    /// An engine that write-protects with mprotect whatever COWENGINE_WRITE_PROTECTION says, for tests
+    /// whose subject is fragmentation and eviction: only with mprotect does making a page writable
+    /// split a kernel mapping (with userfaultfd nothing splits, so such a test would have nothing to
+    /// evict). The tests run with both mechanisms; these pin the one they are about.
+    /// </summary>
+    public static CowMemoryEngine NewFragmentingEngine(int? mappingBudget = null, long capacityBytes = Capacity) =>
+        new(new CowEngineOptions { CapacityBytes = capacityBytes, MappingBudget = mappingBudget, WriteProtection = CowWriteProtection.Mprotect });
+
     private static CowMemoryEngine New(long capacityBytes, int? mappingBudget, int? faultAroundPages) =>
         new(new CowEngineOptions { CapacityBytes = capacityBytes, MappingBudget = mappingBudget, FaultAroundPages = faultAroundPages });
 }

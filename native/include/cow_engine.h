@@ -208,6 +208,10 @@ typedef struct cow_view {
     uint32_t base_incarnation;   /* the base's incarnation then (entries are recycled) */
     uint32_t incarnation;        /* bumped each time this entry goes LIVE; kept while FREE */
     uint32_t reserved2;
+
+    /* ---- set by the owner while FREE, zero-filled ---- */
+    uint64_t *writable_segments; /* [(segment_count + 63) / 64] segments that may have a writable page
+                                  * (a superset): a freeze costs the segments written, not the view's size */
 } cow_view_t;
 
 /* The process-wide tables the handler starts from. */

@@ -295,3 +295,17 @@ int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b)
         return 1;
     return memcmp(page_a, page_b, COW_PAGE_SIZE) != 0;
 }
+
+int cow_slot_copy_if_differs(cow_engine_t *engine, uint32_t to, uint32_t from)
+{
+    if (to == from)
+        return 0;
+    uint8_t *target = engine->pool + ((uint64_t)to << COW_PAGE_SHIFT);
+    const uint8_t *source = engine->pool + ((uint64_t)from << COW_PAGE_SHIFT);
+    if (cow_os_is_resident(source) && memcmp(target, source, COW_PAGE_SIZE) == 0)
+        return 0;
+    /* Copied even when `from` is not in memory (reading it allocates it): afterwards both slots are in
+     * memory with equal bytes, so a later diff can compare them instead of reporting them unread. */
+    memcpy(target, source, COW_PAGE_SIZE);
+    return 1;
+}

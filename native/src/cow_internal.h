@@ -142,6 +142,17 @@ static inline void cow_mark_changed(cow_view_t *view, uint64_t page)
         __atomic_fetch_or(&view->changed_segments[segment >> 6], bit, __ATOMIC_RELAXED);
 }
 
+/* Pages [first, end) were made writable: their segments' summary bits (cow_map.c, the freeze). One
+ * word holds 64 segments, which faults under other guards set too: atomically. */
+static inline void cow_mark_writable_segments(cow_view_t *view, uint64_t first, uint64_t end)
+{
+    for (uint32_t segment = cow_segment_of(first); segment <= cow_segment_of(end - 1); segment++) {
+        uint64_t bit = 1ull << (segment & 63);
+        if ((cow_load_relaxed(&view->writable_segments[segment >> 6]) & bit) == 0)
+            __atomic_fetch_or(&view->writable_segments[segment >> 6], bit, __ATOMIC_RELAXED);
+    }
+}
+
 /* ---- os layer (cow_os.c) ---- */
 COW_INTERNAL int cow_os_map_slots(uint64_t address, uint64_t length, int writable, int populate, int fd,
                                   uint64_t offset);
@@ -247,6 +258,10 @@ COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
  * not in memory (never written, or swapped out) - reading it would allocate a page (shared memory
  * allocates on a read fault) or swap it in, so they count as differing instead. */
 COW_INTERNAL int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b);
+
+/* Makes slot `to` hold slot `from`'s bytes; returns whether it wrote them (0: they were equal, seen
+ * without allocating `from`). One residency check, of `from` only: `to` is about to be written anyway. */
+COW_INTERNAL int cow_slot_copy_if_differs(cow_engine_t *engine, uint32_t to, uint32_t from);
 
 /* Takes the slot for a private copy of `page` of `view`: position page % 512 of the view's write
  * chunk for that segment, replacing the write chunk when that position is taken. Caller holds the

@@ -62,7 +62,7 @@
     FIELD(cow_engine_t, reverse_copies, 344 + 4 * COW_STRIPE_COUNT)         \
     FIELD(cow_engine_t, pages_restored_by_copy, 352 + 4 * COW_STRIPE_COUNT) \
     FIELD(cow_engine_t, uffd, 360 + 4 * COW_STRIPE_COUNT)                   \
-    SIZE(cow_view_t, 176)                                                   \
+    SIZE(cow_view_t, 184)                                                   \
     FIELD(cow_view_t, base, 0)                                              \
     FIELD(cow_view_t, page_count, 8)                                        \
     FIELD(cow_view_t, engine, 16)                                           \
@@ -89,6 +89,7 @@
     FIELD(cow_view_t, base_view, 160)                                       \
     FIELD(cow_view_t, base_incarnation, 164)                                \
     FIELD(cow_view_t, incarnation, 168)                                     \
+    FIELD(cow_view_t, writable_segments, 176)                               \
     SIZE(cow_process_t, 40)                                                 \
     FIELD(cow_process_t, arena_base, 0)                                     \
     FIELD(cow_process_t, arena_size, 8)                                     \

@@ -13,6 +13,8 @@
  */
 #include "cow_internal.h"
 
+#include <string.h>
+
 #include <errno.h>
 
 static const cow_protector_t *cow_protector_of(const cow_view_t *view)
@@ -150,6 +152,8 @@ static int cow_map_run(cow_view_t *view, uint64_t start, uint64_t end, int class
         else
             cow_bit_clear(view->writable_bits, p);
     }
+    if (class == COW_CLASS_WRITE)
+        cow_mark_writable_segments(view, start, end);
     cow_mappings_add(view, cow_map_boundaries(view, start, end) - before);
     *failed_call_out = COW_CALL_NONE;
     return 0;
@@ -191,13 +195,37 @@ int cow_map_refresh(cow_view_t *view, uint64_t page)
 
 /* ---- protecting and unmapping ---- */
 
+/* The first writable page at or after `page`, looking only in segments whose summary bit is set. */
+static uint64_t cow_next_writable(const cow_view_t *view, uint64_t page)
+{
+    while (page < view->page_count) {
+        uint32_t segment = cow_segment_of(page);
+        uint64_t word = cow_load_relaxed(&view->writable_segments[segment >> 6]) >> (segment & 63);
+        if (word == 0) { /* none of this word's remaining segments: on to the next word */
+            page = cow_segment_first(((segment >> 6) + 1) << 6);
+            continue;
+        }
+        segment += (uint32_t)__builtin_ctzll(word);
+        if (cow_segment_first(segment) > page)
+            page = cow_segment_first(segment);
+        if (page >= view->page_count)
+            break;
+        uint64_t end = cow_segment_end(view, segment);
+        uint64_t found = cow_bits_find(view->writable_bits, page, end, 1);
+        if (found < end)
+            return found;
+        page = end;
+    }
+    return view->page_count;
+}
+
 int cow_map_protect_writable(cow_view_t *view, uint64_t *pages_out)
 {
     const cow_protector_t *protector = cow_protector_of(view);
     uint64_t page = 0, protected_pages = 0;
     int error = 0;
     for (;;) {
-        uint64_t first = cow_bits_find(view->writable_bits, page, view->page_count, 1);
+        uint64_t first = cow_next_writable(view, page);
         if (first == view->page_count)
             break;
         uint64_t end = cow_bits_find(view->writable_bits, first, view->page_count, 0);
@@ -211,6 +239,8 @@ int cow_map_protect_writable(cow_view_t *view, uint64_t *pages_out)
         protected_pages += end - first;
         page = end;
     }
+    if (error == 0) /* no writable page is left: the summary starts empty (a freeze holds the write lock) */
+        memset(view->writable_segments, 0, ((view->segment_count + 63u) / 64u) * sizeof(uint64_t));
     if (pages_out != NULL)
         *pages_out = protected_pages;
     return error;

@@ -157,10 +157,8 @@ static int cow_restore_segment(cow_view_t *view, cow_view_t *source, uint32_t g,
         for (uint64_t bits = mask[w]; bits != 0; bits &= bits - 1) {
             uint32_t i = 64u * w + (uint32_t)__builtin_ctzll(bits);
             cow_bit_clear(view->pinned_bits, first + i);
-            if (!cow_slots_differ(engine, mine[i], theirs[i]))
+            if (!cow_slot_copy_if_differs(engine, mine[i], theirs[i]))
                 continue; /* equal bytes (a page written back to what it held, or resolved ahead and never written) */
-            memcpy(engine->pool + ((uint64_t)mine[i] << COW_PAGE_SHIFT),
-                   engine->pool + ((uint64_t)theirs[i] << COW_PAGE_SHIFT), COW_PAGE_SIZE);
             cow_bit_set(view->dirty_bits, first + i);
             copied++;
         }

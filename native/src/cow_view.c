@@ -219,6 +219,7 @@ int cow_region_create(cow_view_t *view, int track_writes)
     memset(view->writable_bits, 0, bytes);
     memset(view->dirty_bits, 0, bytes);
     memset(view->pinned_bits, 0, bytes);
+    memset(view->writable_segments, 0, ((view->segment_count + 63u) / 64u) * sizeof(uint64_t));
     cow_map_count_new_view(view);
 
     uint64_t pages_given = 0, done;

@@ -150,6 +150,7 @@ cow_view_t *harness_view(cow_engine_t *engine, uint64_t page_count)
     view->fault_streaks = calloc(segments, sizeof(uint32_t));
     view->changed_bits = calloc(words, sizeof(uint64_t));
     view->changed_segments = calloc((segments + 63) / 64, sizeof(uint64_t));
+    view->writable_segments = calloc((segments + 63) / 64, sizeof(uint64_t));
     view->mapped_bits = calloc(words, sizeof(uint64_t));
     view->writable_bits = calloc(words, sizeof(uint64_t));
     view->dirty_bits = calloc(words, sizeof(uint64_t));
@@ -165,6 +166,7 @@ void harness_view_free(cow_view_t *view)
     free(view->fault_streaks);
     free(view->changed_bits);
     free(view->changed_segments);
+    free(view->writable_segments);
     free(view->mapped_bits);
     free(view->writable_bits);
     free(view->dirty_bits);

@@ -39,6 +39,9 @@ void check_view(cow_view_t *view, const char *what)
     for (uint64_t page = 0; page < view->page_count; page++) {
         CHECK(!cow_is_writable(view, page) || cow_is_mapped(view, page), "%s: page %" PRIu64 " writable, not mapped",
               what, page);
+        uint32_t segment = cow_segment_of(page);
+        CHECK(!cow_is_writable(view, page) || (view->writable_segments[segment >> 6] >> (segment & 63) & 1) != 0,
+              "%s: page %" PRIu64 " writable, its segment's summary bit clear (a freeze would miss it)", what, page);
         if (!cow_is_mapped(view, page))
             continue;
         uint32_t seen, slot = cow_slot_of(view, page);

@@ -31,6 +31,26 @@ internal sealed unsafe class EngineHandle : SafeHandle
 
     public CowEngineTable* Table => (CowEngineTable*)handle;
 
+    /// <summary>Whether the native reclaim queue holds runs of freed slots (false once released).</summary>
+    public bool HasQueuedReclaim()
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            return Volatile.Read(ref Table->ReclaimTail) != Volatile.Read(ref Table->ReclaimHead);
+        }
+        catch (ObjectDisposedException)
+        {
+            return false; // released: its memory went with its memfd
+        }
+        finally
+        {
+            if (added)
+                DangerousRelease();
+        }
+    }
+
     public override bool IsInvalid => handle == 0;
 
     public int Memfd => _memfd.Fd;

@@ -43,6 +43,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
             entry->FaultStreaks = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
             entry->ChangedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->ChangedSegments = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(segments), sizeof(ulong));
+            entry->WritableSegments = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(segments), sizeof(ulong));
             entry->MappedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->WritableBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->DirtyBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
@@ -81,6 +82,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
         NativeMemory.Free(entry->FaultStreaks);
         NativeMemory.Free(entry->ChangedBits);
         NativeMemory.Free(entry->ChangedSegments);
+        NativeMemory.Free(entry->WritableSegments);
         NativeMemory.Free(entry->MappedBits);
         NativeMemory.Free(entry->WritableBits);
         NativeMemory.Free(entry->DirtyBits);
@@ -90,6 +92,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
         entry->FaultStreaks = null;
         entry->ChangedBits = null;
         entry->ChangedSegments = null;
+        entry->WritableSegments = null;
         entry->MappedBits = null;
         entry->WritableBits = null;
         entry->DirtyBits = null;

@@ -123,6 +123,8 @@ internal unsafe struct CowViewEntry
     public uint BaseIncarnation;
     public uint Incarnation;
     public uint Reserved2;
+
+    public ulong* WritableSegments;
 }
 
 [StructLayout(LayoutKind.Sequential)]

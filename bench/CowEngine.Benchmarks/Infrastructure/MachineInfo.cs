@@ -3,7 +3,8 @@ using System.Text.Json;
 
 namespace CowEngine.Benchmarks.Infrastructure;
 
-/// <summary>Writes what machine the numbers come from next to the CSVs (machine.json), for bench/report.py.</summary>
+/// <summary>Writes what machine the numbers come from, and the write protection asked for, next to
+/// the CSVs (machine.json), for bench/report.py.</summary>
 internal static class MachineInfo
 {
     /// <summary>machine.json describes the last run of the whole suite; a run of scenarios chosen with
@@ -15,7 +16,9 @@ internal static class MachineInfo
     /// scenario whose results are newer than the suite's run).</summary>
     public const string SelectedRunFile = "machine-selected-run.json";
 
-    public static void Write(string resultsDirectory, bool quick, string fileName = SuiteRunFile, IReadOnlyList<string>? arguments = null)
+    /// <param name="scenarios">The scenarios a suite run of some of them runs (--scenarios); null for the whole suite.</param>
+    public static void Write(string resultsDirectory, bool quick, string fileName = SuiteRunFile, IReadOnlyList<string>? arguments = null,
+        IReadOnlyList<Type>? scenarios = null)
     {
         Directory.CreateDirectory(resultsDirectory);
         var info = new Dictionary<string, object?>
@@ -32,9 +35,14 @@ internal static class MachineInfo
             ["max_map_count"] = ReadTrimmed("/proc/sys/vm/max_map_count"),
             // Other work on the machine (builds, test runs) makes every number noisier: say how busy it was.
             ["loadavg_at_start"] = ReadTrimmed("/proc/loadavg"),
+            // What COWENGINE_WRITE_PROTECTION asked the engines for (unset: mprotect, the default);
+            // what each engine got is in the WriteProtection column of its rows.
+            ["write_protection_requested"] = BenchSettings.RequestedWriteProtectionName,
         };
         if (arguments is not null)
             info["arguments"] = string.Join(' ', arguments);
+        if (scenarios is not null)
+            info["scenarios"] = scenarios.Select(s => s.Name).ToArray();
         File.WriteAllText(Path.Combine(resultsDirectory, fileName),
             JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true }));
     }

@@ -55,15 +55,36 @@ internal sealed class RandomPageSource
 
     public uint[] Next(int count)
     {
-        if (count > _permutation.Length)
-            throw new ArgumentOutOfRangeException(nameof(count), $"{count} pages asked of {_permutation.Length}.");
         var pages = new uint[count];
-        for (int i = 0; i < count; i++)
+        Next(pages);
+        return pages;
+    }
+
+    /// <summary>Fills <paramref name="pages"/> with a fresh set of distinct pages, allocating nothing.</summary>
+    public void Next(Span<uint> pages)
+    {
+        if (pages.Length > _permutation.Length)
+            throw new ArgumentOutOfRangeException(nameof(pages), $"{pages.Length} pages asked of {_permutation.Length}.");
+        for (int i = 0; i < pages.Length; i++)
         {
             int j = _random.Next(i, _permutation.Length);
             (_permutation[i], _permutation[j]) = (_permutation[j], _permutation[i]);
             pages[i] = _permutation[i];
         }
-        return pages;
+    }
+
+    /// <summary>
+    /// <paramref name="sets"/> consecutive sets of <paramref name="setSize"/> pages, each set distinct
+    /// pages of [0, <paramref name="pageCount"/>) (sets may overlap one another), in one flat array:
+    /// set i is [i * setSize, (i + 1) * setSize). The same seed gives the same sequence, so the
+    /// engine and its baselines can write exactly the same pages in the same order.
+    /// </summary>
+    public static uint[] Sequence(long pageCount, int setSize, int sets, int seed)
+    {
+        var source = new RandomPageSource(pageCount, seed);
+        var sequence = new uint[(long)setSize * sets];
+        for (int i = 0; i < sets; i++)
+            source.Next(sequence.AsSpan(i * setSize, setSize));
+        return sequence;
     }
 }

@@ -8,6 +8,7 @@ namespace CowEngine.Benchmarks.Infrastructure;
 /// <code>
 ///   CowEngine.Benchmarks profile snapshot K ITERATIONS      1 GiB region; loop { write K random pages; snapshot; dispose previous }
 ///   CowEngine.Benchmarks profile first-write ORDER PAGES     256 MiB region, snapshot, then write PAGES pages (Sequential|Random)
+///   CowEngine.Benchmarks profile hot-loop STATE_KIB K TURNS  region + snapshot; loop { write K random pages; region.RestoreTo(snapshot) } (scenario 8)
 /// </code>
 /// e.g. <c>strace -f -c -o counts.txt CowEngine.Benchmarks profile snapshot 256 200</c> or
 /// <c>perf record -g -- CowEngine.Benchmarks profile first-write Random 16384</c>. Each prints
@@ -24,6 +25,8 @@ internal static unsafe class ProfileLoops
             {
                 ["snapshot", var k, var iterations] => SnapshotLoop(int.Parse(k, CultureInfo.InvariantCulture), int.Parse(iterations, CultureInfo.InvariantCulture)),
                 ["first-write", var order, var pages] => FirstWrite(order, int.Parse(pages, CultureInfo.InvariantCulture)),
+                ["hot-loop", var stateKiB, var k, var turns] => HotLoop(long.Parse(stateKiB, CultureInfo.InvariantCulture),
+                    int.Parse(k, CultureInfo.InvariantCulture), int.Parse(turns, CultureInfo.InvariantCulture)),
                 _ => Usage(),
             };
         }
@@ -35,7 +38,7 @@ internal static unsafe class ProfileLoops
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: CowEngine.Benchmarks profile snapshot K ITERATIONS | profile first-write Sequential|Random PAGES");
+        Console.Error.WriteLine("usage: CowEngine.Benchmarks profile snapshot K ITERATIONS | profile first-write Sequential|Random PAGES | profile hot-loop STATE_KIB K TURNS");
         return 2;
     }
 
@@ -80,6 +83,37 @@ internal static unsafe class ProfileLoops
         Pages.Write(region.Pointer, list, 2);
         double us = Stopwatch.GetElapsedTime(start).TotalMicroseconds / pages;
         Console.WriteLine($"{order}: {us:F2} us per page over {pages} pages, mappings {engine.GetStats().Mappings}");
+        return 0;
+    }
+
+    private static int HotLoop(long stateKiB, int k, int turns)
+    {
+        using var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(stateKiB * 1024);
+        if (k > region.PageCount)
+            return Usage();
+        Pages.WriteRange(region.Pointer, 0, region.PageCount, 1);
+        using CowView snapshot = region.Snapshot();
+        var random = new RandomPageSource(region.PageCount, seed: 13);
+        var pages = new uint[k];
+        CowEngineStats before = engine.GetStats();
+        double writeTicks = 0, restoreTicks = 0;
+        for (int i = 0; i < turns; i++)
+        {
+            random.Next(pages);
+            long start = Stopwatch.GetTimestamp();
+            Pages.Write(region.Pointer, pages, (byte)(i + 2));
+            long written = Stopwatch.GetTimestamp();
+            region.RestoreTo(snapshot);
+            restoreTicks += Stopwatch.GetTimestamp() - written;
+            writeTicks += written - start;
+        }
+        CowEngineStats after = engine.GetStats();
+        double us = 1e6 / Stopwatch.Frequency / turns;
+        Console.WriteLine($"{stateKiB} KiB, k={k}: writes {writeTicks * us:F1} us + RestoreTo {restoreTicks * us:F1} us per turn " +
+            $"(mean of {turns}); per page written: {(double)(after.WriteFaults - before.WriteFaults) / turns / k:F3} faults, " +
+            $"{(double)(after.PagesCopied - before.PagesCopied) / turns / k:F3} copies, " +
+            $"{(double)(after.PagesRestoredByCopy - before.PagesRestoredByCopy) / turns / k:F3} restored by copy");
         return 0;
     }
 }

@@ -37,6 +37,9 @@ internal static class ReportedMetrics
     /// <summary>Sum of the recorded values (e.g. events counted per iteration), or null if none were recorded.</summary>
     public static double? Sum(BenchmarkCase benchmarkCase, string metric) => Get(benchmarkCase, metric)?.Sum();
 
+    /// <summary>Every recorded value, in the order recorded, or null if none were recorded.</summary>
+    public static double[]? All(BenchmarkCase benchmarkCase, string metric) => Get(benchmarkCase, metric);
+
     private static double[]? Get(BenchmarkCase benchmarkCase, string metric)
     {
         string parameters = Format(benchmarkCase.Parameters.Items.Select(p => (p.Name, (object?)p.Value)));

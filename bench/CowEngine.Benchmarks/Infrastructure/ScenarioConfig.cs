@@ -14,7 +14,8 @@ namespace CowEngine.Benchmarks.Infrastructure;
 /// In-process toolchain: no per-benchmark project build, and <see cref="ReportedMetrics"/> can pass
 /// values from the benchmarks to the summary columns. A benchmark that could crash the process (the
 /// engine aborts when a fault cannot be resolved) only loses its own scenario: the suite runs each
-/// scenario in a process of its own (<see cref="SuiteRunner"/>).
+/// scenario in a process of its own (<see cref="SuiteRunner"/>). Every scenario also gets the
+/// <see cref="WriteProtectionColumn"/>.
 /// </summary>
 internal abstract class ScenarioConfig : ManualConfig
 {
@@ -30,5 +31,6 @@ internal abstract class ScenarioConfig : ManualConfig
             .WithUnrollFactor(1)
             .WithId(BenchSettings.Quick ? "Quick" : "Full"));
         AddColumn(columns);
+        AddColumn(WriteProtectionColumn.Instance);
     }
 }

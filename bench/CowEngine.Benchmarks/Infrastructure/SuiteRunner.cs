@@ -9,7 +9,8 @@ namespace CowEngine.Benchmarks.Infrastructure;
 /// resolve a fault, e.g. at vm.max_map_count) would otherwise take the rest of the suite with it,
 /// and a process per scenario also starts each one with a clean address space and no leftover
 /// memory. Engine and fork of one scenario always share a process run, so their ratios are
-/// measured in one run.
+/// measured in one run. Each process inherits this one's environment, COWENGINE_WRITE_PROTECTION
+/// included, so its engines use the same write protection and its results go to the same folder.
 /// </summary>
 internal static class SuiteRunner
 {
@@ -22,7 +23,7 @@ internal static class SuiteRunner
         var clock = Stopwatch.StartNew();
         foreach (Type scenario in scenarios)
         {
-            Console.WriteLine($"// ===== {scenario.Name} ({(quick ? "quick" : "full")}) in its own process =====");
+            Console.WriteLine($"// ===== {scenario.Name} ({(quick ? "quick" : "full")}, {BenchSettings.RequestedWriteProtectionName} write protection) in its own process =====");
             var start = new ProcessStartInfo { UseShellExecute = false };
             start.Environment[ChildVariable] = "1";
             string self = Environment.ProcessPath ?? throw new InvalidOperationException("No process path.");

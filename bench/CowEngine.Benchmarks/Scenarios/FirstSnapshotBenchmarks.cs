@@ -53,6 +53,7 @@ public unsafe class FirstSnapshotBenchmarks
         _snapshot!.Dispose();
         ReportedMetrics.Record(this, nameof(Engine_Snapshot), "SnapshotDispose_us",
             System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMicroseconds);
+        WriteProtectionColumn.Record(this, nameof(Engine_Snapshot), _engine!);
         _region!.Dispose();
     }
 

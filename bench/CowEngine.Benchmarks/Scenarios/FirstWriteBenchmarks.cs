@@ -6,8 +6,9 @@ namespace CowEngine.Benchmarks.Scenarios;
 
 /// <summary>
 /// Scenario 3: the cost per page of the first write after a snapshot. 16,384 pages are written,
-/// one store each, in sequential order (pages 0..16383) or random order (16,384 distinct random
-/// pages of a 256 MiB region, 64 MiB when quick); Mean is per page (OperationsPerInvoke).
+/// one store each, in sequential order (pages 0..16383), strided order (every second page:
+/// 0, 2, ..., 32766) or random order (16,384 distinct random pages) of a 256 MiB region (128 MiB
+/// when quick); Mean is per page (OperationsPerInvoke).
 /// Engine: writes into the region right after its snapshot (each a copy-on-write fault of the
 /// engine), and into the snapshot itself (a fault on a view whose page-table entries the kernel
 /// has not populated yet). Fork: the kernel's COW fault, with the parent writing while a child
@@ -15,6 +16,15 @@ namespace CowEngine.Benchmarks.Scenarios;
 /// through a pipe (ChildMeasured_us_per_page; Mean for that row is the parent's view: "go" over a
 /// pipe, the writes, the report back). Floor: the first write into fresh private memory (a
 /// page fault that allocates a zeroed page, no copy).
+/// Write fault-around (CowEngineOptions.FaultAroundPages, the engine's default): a fault that
+/// continues a sequential run resolves the pages after it too, copying pages that may never be
+/// written. Read after the engine's writes (outside the measurement), from CowEngineStats:
+/// CopiesPerPageWritten = pages copied / pages written (the memory amplification; 1 = a copy
+/// for exactly the pages written), FaultsPerPageWritten = write faults / pages written (below 1
+/// when fault-around resolved pages ahead), ReverseCopiesPerPageWritten = the share of pages
+/// written whose copy went to the snapshot instead (reverse copy-on-write), FaultAroundPages =
+/// the engine's setting. The isolated case (16 scattered first writes) is
+/// <see cref="IsolatedFirstWriteBenchmarks"/>.
 /// </summary>
 [Config(typeof(Config))]
 public unsafe class FirstWriteBenchmarks
@@ -22,7 +32,11 @@ public unsafe class FirstWriteBenchmarks
     public const int PagesWritten = 16384;
 
     private sealed class Config() : ScenarioConfig(iterations: 7, warmups: 1,
-        new ReportedMetricColumn("ChildMeasured_us_per_page", "Fork, child writing: time per page measured inside the child (clock_gettime in C), median, us"));
+        new ReportedMetricColumn("ChildMeasured_us_per_page", "Fork, child writing: time per page measured inside the child (clock_gettime in C), median, us"),
+        new ReportedMetricColumn("CopiesPerPageWritten", "Engine: pages copied during the writes / pages written (memory amplification of write fault-around), median", format: "0.####"),
+        new ReportedMetricColumn("FaultsPerPageWritten", "Engine: write faults during the writes / pages written, median", format: "0.####"),
+        new ReportedMetricColumn("ReverseCopiesPerPageWritten", "Engine: reverse copies (the snapshot got the copy) / pages written, median", format: "0.####"),
+        new ReportedMetricColumn("FaultAroundPages", "Engine: CowEngineOptions.FaultAroundPages in effect", format: "0"));
 
     private CowMemoryEngine? _engine;
     private CowView? _region;
@@ -32,16 +46,32 @@ public unsafe class FirstWriteBenchmarks
     private uint[] _pages = [];
     private byte _value;
     private double _childNanoseconds;
+    private CowEngineStats _before;
 
-    public enum WriteOrder { Sequential, Random }
+    public enum WriteOrder { Sequential, Strided, Random }
 
-    [Params(WriteOrder.Sequential, WriteOrder.Random)]
+    [Params(WriteOrder.Sequential, WriteOrder.Strided, WriteOrder.Random)]
     public WriteOrder Order { get; set; }
 
-    private static long RegionBytes => (BenchSettings.Quick ? 64 : 256) * BenchSettings.MiB;
+    /// <summary>256 MiB; 128 MiB when quick (the strided pass spans 32,768 pages).</summary>
+    private static long RegionBytes => (BenchSettings.Quick ? 128 : 256) * BenchSettings.MiB;
 
     private void ChoosePages(long regionPages) =>
-        _pages = Order == WriteOrder.Sequential ? Pages.Sequential(PagesWritten) : Pages.Random(regionPages, PagesWritten, seed: 3);
+        _pages = Order switch
+        {
+            WriteOrder.Sequential => Pages.Sequential(PagesWritten),
+            WriteOrder.Strided => Strided(PagesWritten),
+            _ => Pages.Random(regionPages, PagesWritten, seed: 3),
+        };
+
+    /// <summary>Every second page: 0, 2, 4, ...</summary>
+    private static uint[] Strided(int count)
+    {
+        uint[] pages = Pages.Sequential(count);
+        for (int i = 0; i < count; i++)
+            pages[i] *= 2;
+        return pages;
+    }
 
     // ---- engine ----
 
@@ -52,13 +82,16 @@ public unsafe class FirstWriteBenchmarks
         ChoosePages(RegionBytes / Pages.Size);
     }
 
-    /// <summary>A fresh, fully written region and its snapshot for every iteration.</summary>
+    /// <summary>A fresh, fully written region and its snapshot for every iteration. Reading the
+    /// stats last also drains the reclaimer, so no hole punching of the previous iteration's region
+    /// runs in the background during the writes.</summary>
     [IterationSetup(Targets = [nameof(Engine_WriteRegion), nameof(Engine_WriteSnapshot)])]
     public void EngineIterationSetup()
     {
         _region = _engine!.CreateRegion(RegionBytes);
         Pages.WriteRange(_region.Pointer, 0, _region.PageCount, 1);
         _snapshot = _region.Snapshot();
+        _before = _engine.GetStats();
     }
 
     [Benchmark(OperationsPerInvoke = PagesWritten)]
@@ -67,9 +100,20 @@ public unsafe class FirstWriteBenchmarks
     [Benchmark(OperationsPerInvoke = PagesWritten)]
     public void Engine_WriteSnapshot() => Pages.Write(_snapshot!.Pointer, _pages, ++_value);
 
-    [IterationCleanup(Targets = [nameof(Engine_WriteRegion), nameof(Engine_WriteSnapshot)])]
-    public void EngineIterationCleanup()
+    [IterationCleanup(Target = nameof(Engine_WriteRegion))]
+    public void EngineWriteRegionCleanup() => EngineIterationCleanup(nameof(Engine_WriteRegion));
+
+    [IterationCleanup(Target = nameof(Engine_WriteSnapshot))]
+    public void EngineWriteSnapshotCleanup() => EngineIterationCleanup(nameof(Engine_WriteSnapshot));
+
+    private void EngineIterationCleanup(string method)
     {
+        CowEngineStats after = _engine!.GetStats();
+        ReportedMetrics.Record(this, method, "CopiesPerPageWritten", (double)(after.PagesCopied - _before.PagesCopied) / PagesWritten);
+        ReportedMetrics.Record(this, method, "FaultsPerPageWritten", (double)(after.WriteFaults - _before.WriteFaults) / PagesWritten);
+        ReportedMetrics.Record(this, method, "ReverseCopiesPerPageWritten", (double)(after.ReverseCopies - _before.ReverseCopies) / PagesWritten);
+        ReportedMetrics.Record(this, method, "FaultAroundPages", _engine.FaultAroundPages);
+        WriteProtectionColumn.Record(this, method, _engine);
         _snapshot!.Dispose();
         _region!.Dispose();
     }

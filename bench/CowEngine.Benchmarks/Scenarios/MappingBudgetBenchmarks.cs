@@ -103,6 +103,7 @@ public unsafe class MappingBudgetBenchmarks
         ReportedMetrics.Record(this, method, "EvictionsPerWrite", (double)(after.Evictions - _before.Evictions) / Writes);
         ReportedMetrics.Record(this, method, "CopiesPerWrite", (double)(after.PagesCopied - _before.PagesCopied) / Writes);
         ReportedMetrics.Record(this, method, "MemoryAmplification", after.CommittedBytes / (double)(RegionBytes + (long)Writes * Pages.Size));
+        WriteProtectionColumn.Record(this, method, _engine);
         _snapshot!.Dispose();
         _region!.Dispose();
     }

@@ -128,6 +128,7 @@ public unsafe class MemoryBenchmarks
         ProcessMemory after = MemoryProbe.Read();
         ProcessMemory growth = after - _before;
         Record(nameof(Engine_KeepSnapshots), _engine!.GetStats().CommittedBytes, growth.PssAnon + growth.PageTables, after);
+        WriteProtectionColumn.Record(this, nameof(Engine_KeepSnapshots), _engine);
         foreach (CowView snapshot in _snapshots)
             snapshot.Dispose();
         _snapshots.Clear();

@@ -43,6 +43,7 @@ public unsafe class RollbackBenchmarks
         Pages.WriteRange(_region.Pointer, 0, _region.PageCount, 1);
         _snapshot = _region.Snapshot();
         _random = new RandomPageSource(_region.PageCount, seed: 4);
+        WriteProtectionColumn.Record(this, nameof(Engine_RestoreTo), _engine);
     }
 
     [IterationSetup(Target = nameof(Engine_RestoreTo))]

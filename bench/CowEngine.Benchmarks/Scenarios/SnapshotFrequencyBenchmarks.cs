@@ -107,6 +107,7 @@ public unsafe class SnapshotFrequencyBenchmarks
     {
         ReportedMetrics.Record(this, nameof(Engine_SnapshotAndDisposePrevious), "DisposePrevious_us", _disposeMicroseconds);
         ReportedMetrics.Record(this, nameof(Engine_SnapshotAndDisposePrevious), "Mappings", _engine!.GetStats().Mappings);
+        WriteProtectionColumn.Record(this, nameof(Engine_SnapshotAndDisposePrevious), _engine);
     }
 
     [GlobalCleanup(Target = nameof(Engine_SnapshotAndDisposePrevious))]

@@ -66,6 +66,7 @@ public unsafe class WriterThreadsBenchmarks
     [IterationCleanup(Target = nameof(Engine_Writers))]
     public void EngineIterationCleanup()
     {
+        WriteProtectionColumn.Record(this, nameof(Engine_Writers), _engine!);
         _snapshot!.Dispose();
         _region!.Dispose();
     }

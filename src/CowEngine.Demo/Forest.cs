@@ -4,16 +4,17 @@ using CowEngine;
 namespace CowEngine.Demo;
 
 /// <summary>
-/// The demo's world: a forest grid and a spreading fire, laid out in one copy-on-write region so
-/// that one snapshot captures all of it (the counters and the fire front included).
+/// The demo's world: a forest grid and a spreading fire, laid out in one block of memory that the
+/// forest does not own (a copy-on-write region, or plain memory), so that one snapshot or one copy
+/// captures all of it (the counters and the fire front included).
 /// </summary>
 /// <remarks>
 /// Layout: a 4 KiB header (<see cref="State"/>), the grid (one byte per cell, row-major), then two
 /// buffers of burning-cell indices (this step's front and the next). Wind blows from the west:
 /// fire spreads east most easily. Every random choice is a hash of (cell, step, direction), so a
-/// future depends only on the state it starts from.
+/// future depends only on the state it starts from, whatever memory holds it.
 /// </remarks>
-internal sealed unsafe class Forest : IDisposable
+internal sealed unsafe class Forest
 {
     public const int Width = 8192;
     public const int Height = 8192;
@@ -21,6 +22,12 @@ internal sealed unsafe class Forest : IDisposable
     private const long GridOffset = 4096;
     private const long FrontOffset = GridOffset + (long)Width * Height;
     private const long TotalBytes = FrontOffset + 2L * FrontCapacity * sizeof(uint);
+
+    /// <summary>The bytes the world takes, in whole pages.</summary>
+    public const long Bytes = (TotalBytes + CowMemoryEngine.PageSize - 1) / CowMemoryEngine.PageSize * CowMemoryEngine.PageSize;
+
+    /// <summary>The pages the world takes.</summary>
+    public const long Pages = Bytes / CowMemoryEngine.PageSize;
 
     private const byte Ground = 0, Tree = 1, Fire = 2, Ash = 3, Wet = 4;
     private const double TreeDensity = 0.75;
@@ -32,6 +39,8 @@ internal sealed unsafe class Forest : IDisposable
     private static readonly int[] DeltaX = [1, -1, 0, 0];
     private static readonly int[] DeltaY = [0, 0, 1, -1];
 
+    private readonly byte* _memory;
+
     [StructLayout(LayoutKind.Sequential)]
     private struct State
     {
@@ -42,14 +51,19 @@ internal sealed unsafe class Forest : IDisposable
         public int FrontBuffer;
     }
 
-    public Forest(CowMemoryEngine engine)
+    /// <summary>A world in <paramref name="memory"/>: <paramref name="length"/> zero-filled bytes, at least <see cref="Bytes"/>, that the caller owns.</summary>
+    public Forest(byte* memory, long length)
     {
-        long bytes = (TotalBytes + CowMemoryEngine.PageSize - 1) / CowMemoryEngine.PageSize * CowMemoryEngine.PageSize;
-        View = engine.CreateRegion(bytes);
+        ArgumentNullException.ThrowIfNull(memory);
+        ArgumentOutOfRangeException.ThrowIfLessThan(length, Bytes);
+        _memory = memory;
     }
 
-    /// <summary>The region holding the whole world.</summary>
-    public CowView View { get; }
+    /// <summary>A world in the memory of <paramref name="memory"/>.</summary>
+    public Forest(Branching memory)
+        : this(memory.State, memory.Length)
+    {
+    }
 
     /// <summary>Trees burnt so far.</summary>
     public long Burnt => Header->Burnt;
@@ -60,11 +74,11 @@ internal sealed unsafe class Forest : IDisposable
     /// <summary>Cells burning now.</summary>
     public int Burning => Header->FrontLength;
 
-    private State* Header => (State*)View.Pointer;
+    private State* Header => (State*)_memory;
 
-    private byte* Grid => View.Pointer + GridOffset;
+    private byte* Grid => _memory + GridOffset;
 
-    private uint* Front(int buffer) => (uint*)(View.Pointer + FrontOffset) + (long)buffer * FrontCapacity;
+    private uint* Front(int buffer) => (uint*)(_memory + FrontOffset) + (long)buffer * FrontCapacity;
 
     /// <summary>Plants trees at random (deterministically) over the whole grid.</summary>
     public void Plant()
@@ -174,8 +188,6 @@ internal sealed unsafe class Forest : IDisposable
         header->FrontBuffer = 1 - header->FrontBuffer;
         header->Step++;
     }
-
-    public void Dispose() => View.Dispose();
 
     private static uint Chance(double probability) => (uint)(probability * uint.MaxValue);
 

@@ -1,190 +1,140 @@
 // CowEngine demo: a wildfire simulation that explores branches.
 //
 // The world is an 8192 x 8192 forest (64 MiB, one byte per cell) and the fire front, all in one
-// copy-on-write region of 72 MiB. Each round lightning starts a new fire; then a planner takes a
-// snapshot and tries five futures from it - no water drop, or one water drop on the fire's north,
-// east, south or west edge - runs each for 32 steps, keeps the future that lost the fewest trees
-// and rolls the world back from the others. A step touches only
-// the cells along the fire front, so each future writes a few MiB of the 72: copy-on-write copies
-// just those pages, and a rollback costs what the future wrote. Every round's result is also saved
-// incrementally (a full file, then only the pages that changed) and loaded back at the end.
-// Deterministic: the output is the same on every run, except the timings.
+// block of 72 MiB. Each round lightning starts a new fire; then a planner saves the world and tries
+// five futures from it - no water drop, or one water drop on the fire's north, east, south or west
+// edge - runs each for 32 steps, keeps the future that lost the fewest trees and rolls the world
+// back from the others. A step touches only the cells along the fire front, so each future writes a
+// few MiB of the 72.
+//
+// The rounds run twice, by the same code (Planner, Forest):
+//  1. in a CowEngine region: a save is a snapshot, copy-on-write copies the pages a future writes (a
+//     copy fault on each page's first write, paid inside the simulation steps), and a rollback costs
+//     what the future wrote. Every round's result is also saved incrementally (a full file, then only
+//     the pages that changed; not timed) and loaded back at the end.
+//  2. in plain memory: a save is a memcpy of the whole state into a buffer, a rollback a memcpy back.
+// Both are timed end to end, simulation steps included, and must end in byte-identical worlds after
+// the same decisions. Deterministic: the output is the same on every run, except the timings.
 //
 // While it runs:  dotnet-counters monitor --counters CowEngine -n CowEngine.Demo
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using CowEngine;
 using CowEngine.Demo;
 using Microsoft.Extensions.Logging;
 
 const int Rounds = 16;
-const int StepsPerFuture = 32;
 const double MiB = 1024 * 1024;
-string[] plans = ["no water drop", "drop north", "drop east", "drop south", "drop west"];
+string[] plans = Planner.Plans;
 
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 bool interactive = !Console.IsOutputRedirected;
 using var loggerFactory = LoggerFactory.Create(builder => builder.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
 using var engine = new CowMemoryEngine(new CowEngineOptions { LoggerFactory = loggerFactory });
-using var forest = new Forest(engine);
+using var engineRun = new EngineBranching(engine, Forest.Bytes);
+var forest = new Forest(engineRun);
 string saveDirectory = Directory.CreateTempSubdirectory("cowengine-demo-").FullName;
 using var checkpoints = new CowViewFileChain(Path.Combine(saveDirectory, "forest"));
+double stateMiB = Forest.Bytes / MiB;
 
-Console.WriteLine($"CowEngine demo: wildfire in an {Forest.Width:N0} x {Forest.Height:N0} forest ({forest.View.Length / MiB:F0} MiB of state, {forest.View.PageCount:N0} pages).");
-Console.WriteLine($"Each round lightning starts a fire. From a snapshot, {plans.Length} futures of {StepsPerFuture} steps are tried:");
+Console.WriteLine($"CowEngine demo: wildfire in an {Forest.Width:N0} x {Forest.Height:N0} forest ({stateMiB:F0} MiB of state, {Forest.Pages:N0} pages).");
+Console.WriteLine($"Each round lightning starts a fire. From a snapshot, {plans.Length} futures of {Planner.StepsPerFuture} steps are tried:");
 Console.WriteLine("no water drop, or a drop on the fire's north, east, south or west edge. The future that");
 Console.WriteLine("loses the fewest trees is kept; the world is rolled back from the others.");
 Console.WriteLine();
 Console.WriteLine($"  {"round",5}  {"kept",-13}{"trees lost in each future:",-40}  {"burning",8}");
 Console.WriteLine($"  {"",5}  {"",-13}{"no drop",8}{"north",8}{"east",8}{"south",8}{"west",8}  {"",8}");
 
-var clock = Stopwatch.StartNew();
+// Run 1: CowEngine.
+var plantClock = Stopwatch.StartNew();
 forest.Plant();
-TimeSpan planting = clock.Elapsed;
-double fullCopyMilliseconds = MeasureOneFullCopy(forest.View);
+TimeSpan planting = plantClock.Elapsed;
 
-long snapshots = 0, rollbacks = 0, peakCommitted = 0, peakViews = 0;
-var engineTime = new Stopwatch(); // time spent inside Snapshot and RestoreTo
-var saveTime = new Stopwatch();   // time spent saving checkpoints
-var progress = Stopwatch.StartNew();
-
+var enginePlanner = new Planner(forest, engineRun, "CowEngine", interactive);
+var results = new RoundResult[Rounds];
+long pagesCopied = 0, copyFaults = 0;
+var saveTime = new Stopwatch(); // time spent saving checkpoints, outside the rounds' time
 for (int round = 1; round <= Rounds; round++)
 {
-    forest.Strike(round);
-    CowView root = Timed(() => forest.View.Snapshot());
-    snapshots++;
-    long burntAtRoot = forest.Burnt;
-    CowView? best = null;
-    int bestPlan = -1;
-    long bestLoss = long.MaxValue;
-    var losses = new long[plans.Length];
+    CowEngineStats before = engine.GetStats();
+    RoundResult result = enginePlanner.Play(round, Rounds);
+    CowEngineStats after = engine.GetStats();
+    pagesCopied += after.PagesCopied - before.PagesCopied;
+    copyFaults += after.CopyFaults - before.CopyFaults;
+    results[round - 1] = result;
 
-    for (int plan = 0; plan < plans.Length; plan++)
-    {
-        if (plan > 0)
-        {
-            Time(() => forest.View.RestoreTo(root)); // roll back the previous future
-            rollbacks++;
-        }
-        forest.DropWater(plan);
-        for (int step = 0; step < StepsPerFuture; step++)
-        {
-            forest.Step();
-            if (interactive && progress.ElapsedMilliseconds >= 100)
-            {
-                progress.Restart();
-                CowEngineStats live = engine.GetStats();
-                Console.Write($"\r  round {round,2}/{Rounds}  future {plan + 1}/{plans.Length}  step {step + 1,2}/{StepsPerFuture}  burning {forest.Burning,6:N0}  pages copied {live.PagesCopied,8:N0} ");
-            }
-        }
-        losses[plan] = forest.Burnt - burntAtRoot;
-        if (losses[plan] < bestLoss)
-        {
-            best?.Dispose();
-            best = Timed(() => forest.View.Snapshot()); // keep this future
-            snapshots++;
-            bestLoss = losses[plan];
-            bestPlan = plan;
-        }
-        CowEngineStats stats = engine.GetStats();
-        peakCommitted = Math.Max(peakCommitted, stats.CommittedBytes);
-        peakViews = Math.Max(peakViews, stats.LiveViews);
-    }
-
-    if (bestPlan != plans.Length - 1)
-    {
-        Time(() => forest.View.RestoreTo(best!)); // continue from the best future
-        rollbacks++;
-    }
-    best!.Dispose();
-    root.Dispose();
     saveTime.Start();
-    checkpoints.Save(forest.View);
+    checkpoints.Save(engineRun.View);
     saveTime.Stop();
 
-    if (interactive)
-        Console.Write($"\r{new string(' ', 79)}\r");
-    Console.WriteLine($"  {round,5}  {plans[bestPlan],-13}{string.Concat(losses.Select(l => $"{l,8:N0}"))}  {forest.Burning,8:N0}");
+    Console.WriteLine($"  {round,5}  {plans[result.KeptPlan],-13}{string.Concat(result.Losses.Select(l => $"{l,8:N0}"))}  {result.Burning,8:N0}");
 }
-
 CowEngineStats end = engine.GetStats();
-TimeSpan simulated = clock.Elapsed;
+long burnt = forest.Burnt, wetted = forest.Wetted, burning = forest.Burning;
 
 // Load the saved chain back and compare it with the world.
 var loadClock = Stopwatch.StartNew();
-bool identical;
+bool chainIdentical;
 using (CowView loaded = checkpoints.Load(engine))
-    identical = SameBytes(loaded, forest.View);
+    chainIdentical = SameBytes(loaded.AsSpan(), engineRun.View.AsSpan());
 loadClock.Stop();
 long savedBytes = checkpoints.Files.Sum(f => new FileInfo(f).Length);
 long fullFileBytes = new FileInfo(checkpoints.Files[0]).Length;
 
-double stateMiB = forest.View.Length / MiB;
-long statePages = forest.View.PageCount;
-long fullCopies = snapshots + rollbacks;
+// Run 2: the same rounds with full copies of the state in plain memory.
 Console.WriteLine();
-Console.WriteLine($"The fires burnt {forest.Burnt:N0} trees; water drops wetted {forest.Wetted:N0} cells; {forest.Burning:N0} cells still burn.");
-Console.WriteLine($"{Rounds * plans.Length * StepsPerFuture:N0} steps simulated in {simulated.TotalSeconds:F1} s (planting the forest {planting.TotalSeconds:F1} s, saving checkpoints {saveTime.Elapsed.TotalSeconds:F1} s).");
+Console.WriteLine($"The same {Rounds} rounds again in plain memory, where a snapshot or a rollback is a memcpy of the whole state...");
+using var copyRun = new CopyBranching(Forest.Bytes);
+var copyForest = new Forest(copyRun);
+copyForest.Plant();
+var copyPlanner = new Planner(copyForest, copyRun, "full copies", interactive);
+int firstDisagreement = 0;
+for (int round = 1; round <= Rounds; round++)
+{
+    RoundResult result = copyPlanner.Play(round, Rounds);
+    if (firstDisagreement == 0 && !result.SameAs(results[round - 1]))
+        firstDisagreement = round;
+}
+bool decisionsAgree = firstDisagreement == 0;
+bool worldsIdentical = SameBytes(engineRun.AsSpan(), copyRun.AsSpan());
+Console.WriteLine(decisionsAgree
+    ? $"Same decisions: the same future kept, with the same losses, in all {Rounds} rounds."
+    : $"DIFFERENT decisions: round {firstDisagreement} kept another future or lost other trees than with CowEngine.");
+Console.WriteLine($"Final forests of the two runs: {(worldsIdentical ? "identical" : "DIFFERENT")}.");
+
+// The comparison.
+long fullCopies = copyRun.FullCopies;
+double engineSeconds = enginePlanner.Time.TotalSeconds, copySeconds = copyPlanner.Time.TotalSeconds;
+Console.WriteLine();
+Console.WriteLine($"The fires burnt {burnt:N0} trees; water drops wetted {wetted:N0} cells; {burning:N0} cells still burn.");
+Console.WriteLine($"{Rounds * plans.Length * Planner.StepsPerFuture:N0} steps simulated per run (planting the forest {planting.TotalSeconds:F1} s and saving checkpoints {saveTime.Elapsed.TotalSeconds:F1} s, not in the rounds).");
 Console.WriteLine();
 Console.WriteLine($"  {"",-27} {"CowEngine",18}   {"full copies of the state",28}");
-Console.WriteLine($"  {"snapshots taken",-27} {snapshots,18:N0}   {snapshots,28:N0}");
-Console.WriteLine($"  {"rollbacks",-27} {rollbacks,18:N0}   {rollbacks,28:N0}");
-Console.WriteLine($"  {"pages copied",-27} {$"{end.PagesCopied:N0} ({end.PagesCopied * 4096 / MiB:N0} MiB)",18}   {$"{fullCopies} x {statePages:N0} ({fullCopies * stateMiB / 1024:N1} GiB)",28}");
-Console.WriteLine($"  {"peak memory",-27} {$"{peakCommitted / MiB:N0} MiB",18}   {$"{peakViews} views x {stateMiB:N0} MiB = {peakViews * stateMiB:N0} MiB",28}");
-Console.WriteLine($"  {"time snapshotting+restoring",-27} {$"{engineTime.Elapsed.TotalMilliseconds:N0} ms",18}   {$"~{fullCopies * fullCopyMilliseconds / 1000:N1} s of memcpy",28}");
-Console.WriteLine($"  {"copy faults",-27} {end.CopyFaults,18:N0}");
+Console.WriteLine($"  {"time of the rounds",-27} {Seconds(enginePlanner.Time),18}   {Seconds(copyPlanner.Time),28}");
+Console.WriteLine($"  {"  snapshot+rollback calls",-27} {Seconds(engineRun.Time),18}   {$"{Seconds(copyRun.Time)} of memcpy",28}");
+Console.WriteLine($"  {"  the rest (simulation)",-27} {$"{Seconds(enginePlanner.Time - engineRun.Time)} with faults",18}   {Seconds(copyPlanner.Time - copyRun.Time),28}");
+Console.WriteLine($"  {"snapshots taken",-27} {engineRun.Snapshots,18:N0}   {copyRun.Snapshots,28:N0}");
+Console.WriteLine($"  {"rollbacks",-27} {engineRun.Rollbacks,18:N0}   {copyRun.Rollbacks,28:N0}");
+Console.WriteLine($"  {"pages copied",-27} {$"{pagesCopied:N0} ({pagesCopied * CowMemoryEngine.PageSize / MiB:N0} MiB)",18}   {$"{fullCopies} x {Forest.Pages:N0} ({fullCopies * stateMiB / 1024:N1} GiB)",28}");
+Console.WriteLine($"  {"copy faults",-27} {copyFaults,18:N0}   {"-",28}");
+Console.WriteLine($"  {"peak memory",-27} {$"{engineRun.PeakCommittedBytes / MiB:N0} MiB",18}   {$"{copyRun.Buffers} buffers x {stateMiB:N0} MiB = {copyRun.Buffers * stateMiB:N0} MiB",28}");
 Console.WriteLine($"  {"mappings (budget)",-27} {$"{end.Mappings:N0} ({end.MappingBudget:N0})",18}");
-Console.WriteLine($"  (memcpy of the {stateMiB:N0} MiB state, measured here: {fullCopyMilliseconds:F1} ms per copy)");
+Console.WriteLine("  (the rounds are timed end to end: the engine's copy faults are paid in its simulation steps;");
+Console.WriteLine($"  its calls are Snapshot, RestoreTo and Dispose; a memcpy of the {stateMiB:N0} MiB state took {copyRun.Time.TotalMilliseconds / Math.Max(fullCopies, 1):F1} ms on average)");
+Console.WriteLine();
+double ratio = copySeconds / engineSeconds;
+string verdict = Math.Round(Math.Max(ratio, 1 / ratio), 1) == 1.0
+    ? "about as fast as full copies"
+    : ratio > 1 ? $"CowEngine was {ratio:F1}x faster" : $"CowEngine was {1 / ratio:F1}x slower";
+Console.WriteLine($"CowEngine took {engineSeconds:F2} s for the rounds, full copies {copySeconds:F2} s (copies / CowEngine = {ratio:F2}): {verdict}.");
 Console.WriteLine();
 Console.WriteLine($"Saved {checkpoints.Files.Count} checkpoints: one full file of {fullFileBytes / MiB:N0} MiB, then {checkpoints.Files.Count - 1} files of changed");
-Console.WriteLine($"pages ({(savedBytes - fullFileBytes) / MiB:N1} MiB in all). Loaded the chain back in {loadClock.ElapsedMilliseconds:N0} ms: {(identical ? "identical to the world" : "DIFFERENT from the world")}.");
+Console.WriteLine($"pages ({(savedBytes - fullFileBytes) / MiB:N1} MiB in all). Loaded the chain back in {loadClock.ElapsedMilliseconds:N0} ms: {(chainIdentical ? "identical to the world" : "DIFFERENT from the world")}.");
 
 checkpoints.Dispose();
 Directory.Delete(saveDirectory, recursive: true);
-return identical ? 0 : 1;
+return chainIdentical && decisionsAgree && worldsIdentical ? 0 : 1;
 
-T Timed<T>(Func<T> operation)
-{
-    engineTime.Start();
-    try
-    {
-        return operation();
-    }
-    finally
-    {
-        engineTime.Stop();
-    }
-}
+static string Seconds(TimeSpan time) => time.TotalSeconds >= 1 ? $"{time.TotalSeconds:N2} s" : $"{time.TotalMilliseconds:N0} ms";
 
-void Time(Action operation) => Timed(() => { operation(); return 0; });
-
-// What one full copy of the state costs here: the price a copy-based snapshot or rollback pays.
-static unsafe double MeasureOneFullCopy(CowView view)
-{
-    nuint bytes = (nuint)view.Length;
-    void* target = NativeMemory.Alloc(bytes);
-    try
-    {
-        Buffer.MemoryCopy(view.Pointer, target, bytes, bytes); // first pass: the kernel's first touch of target
-        var watch = Stopwatch.StartNew();
-        Buffer.MemoryCopy(view.Pointer, target, bytes, bytes);
-        return watch.Elapsed.TotalMilliseconds;
-    }
-    finally
-    {
-        NativeMemory.Free(target);
-    }
-}
-
-static bool SameBytes(CowView a, CowView b)
-{
-    const int Chunk = 1 << 30;
-    for (long offset = 0; offset < a.Length; offset += Chunk)
-    {
-        int length = (int)Math.Min(Chunk, a.Length - offset);
-        if (!a.AsSpan(offset, length).SequenceEqual(b.AsSpan(offset, length)))
-            return false;
-    }
-    return a.Length == b.Length;
-}
+static bool SameBytes(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b) => a.SequenceEqual(b);

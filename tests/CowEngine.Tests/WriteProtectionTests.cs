@@ -5,8 +5,8 @@ namespace CowEngine.Tests;
 
 /// <summary>
 /// Choosing the write protection (<see cref="CowWriteProtection"/>): what each choice gives, the
-/// errors when the kernel refuses userfaultfd, and the engine's SIGBUS handler passing on the SIGBUS
-/// that is not its own. (Everything else runs with both mechanisms: ./build.sh test runs the whole
+/// errors when the kernel refuses userfaultfd, and the engine's handlers passing on every SIGSEGV and
+/// SIGBUS that is not its own (a truncated file mapping, a signal sent with tgkill). (Everything else runs with both mechanisms: ./build.sh test runs the whole
 /// suite once per mechanism, with COWENGINE_WRITE_PROTECTION set.)
 /// </summary>
 public sealed class WriteProtectionTests
@@ -95,6 +95,30 @@ public sealed class WriteProtectionTests
         Assert.True(alone.ExitCode == withEngine.ExitCode, $"alone:\n{alone}\nwith the engine:\n{withEngine}");
         Assert.Equal(FirstLineOf(alone.StandardError, "Exception"), FirstLineOf(withEngine.StandardError, "Exception"));
         Assert.DoesNotContain("Stack overflow", withEngine.StandardError);
+    }
+
+    [Theory]
+    [InlineData("sigsegv", "mprotect")]
+    [InlineData("sigsegv", "userfaultfd")]
+    [InlineData("sigbus", "mprotect")]
+    [InlineData("sigbus", "userfaultfd")]
+    public async Task ASignalSentWithTgkill_WhileFaultsAreResolved_ReachesTheRuntimeAsWithoutTheEngine(string signal, string mechanism)
+    {
+        // tgkill gives si_code SI_TKILL: not a fault, whatever the signal. The engine must pass it on
+        // to the runtime's handler as it arrived, never take it for one of its own faults, so the
+        // process ends (or goes on) exactly as it does when the same writers store into plain memory.
+        if (mechanism == "userfaultfd")
+            SkipUnlessUserfaultfdIsAvailable();
+        ChildResult alone = await ChildProcess.RunAsync($"tgkill-{signal}-alone");
+        ChildResult withEngine = await ChildProcess.RunAsync($"tgkill-{signal}-{mechanism}");
+
+        Assert.Contains("sending signal", alone.StandardOutput);
+        Assert.Matches(@"mode \w+: \d+ stores, [1-9]\d{3,} faults resolved", withEngine.StandardOutput);
+        Assert.DoesNotContain("UNEXPECTED", alone.StandardOutput + withEngine.StandardOutput);
+        Assert.True(alone.ExitCode == withEngine.ExitCode, $"alone:\n{alone}\nwith the engine:\n{withEngine}");
+        Assert.Equal(alone.StandardOutput.Contains("survived the signal"), withEngine.StandardOutput.Contains("survived the signal"));
+        Assert.Equal(FirstLineOf(alone.StandardError, "Exception"), FirstLineOf(withEngine.StandardError, "Exception"));
+        Assert.DoesNotContain("CowEngine:", withEngine.StandardError); // no diagnostic: it was never taken for a fault of a view
     }
 
     /// <summary>

@@ -46,7 +46,8 @@ internal static unsafe partial class Program
                     WriteByte(memory + ((i * 7 + index) % Pages) * PageSize + index, (byte)i);
                     Interlocked.Increment(ref stores);
                 }
-            }) { IsBackground = true, Name = $"writer {index}" };
+            })
+            { IsBackground = true, Name = $"writer {index}" };
             writers[w].Start();
         }
 

@@ -21,7 +21,8 @@
 #                             docs untouched; COWENGINE_WRITE_PROTECTION=userfaultfd before it runs
 #                             them with userfaultfd, results in BenchmarkDotNet.Artifacts/[quick/]userfaultfd
 #   ./build.sh pack           build, then pack the NuGet package into artifacts/packages/
-#   ./build.sh stress [--minutes N] [--seed S] [--threads N]  build, then the stress run (1 min default; docs/reliability.md)
+#   ./build.sh stress [--minutes N] [--seed S] [--threads N]  build, then the stress run (1 min default; docs/reliability.md),
+#                             then the long form of the files-that-tear tests (tests/scripts/torn-files.sh, 7-12 min)
 #   ./build.sh clean          remove all build output
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -179,7 +180,13 @@ case "$cmd" in
     run)   build; dotnet run --project src/CowEngine.Demo -c "$CONFIG" --no-build -- "$@" ;;
     pack)  build; dotnet pack src/CowEngine/CowEngine.csproj -c "$CONFIG" --no-build -o artifacts/packages ;;
     bench) run_benchmarks "$@" ;;
-    stress) build; dotnet tests/CowEngine.Stress/bin/"$CONFIG"/net10.0/CowEngine.Stress.dll "$@" ;;
+    stress)
+        build
+        rc=0
+        dotnet tests/CowEngine.Stress/bin/"$CONFIG"/net10.0/CowEngine.Stress.dll "$@" || rc=$?
+        tests/scripts/torn-files.sh || rc=1
+        exit "$rc"
+        ;;
     clean) clean ;;
     -h|--help|help) usage ;;
     *)

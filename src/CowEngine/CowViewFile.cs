@@ -29,7 +29,7 @@ namespace CowEngine;
 ///   72   8  page table checksum: XXH64 (seed 0) of the N * 16 bytes of the page table
 ///   80   8  created, UTC, in .NET ticks (informational)
 ///   4088 8  header checksum: XXH64 (seed 0) of bytes [0, 4088)
-/// page table, from offset 4096: N entries of 16 bytes, zero-padded to a whole block
+/// page table, from offset 4096: N entries of 16 bytes, zero-padded to a whole block (the padding is checked)
 ///   0    8  page index (strictly ascending, below view length / 4096)
 ///   8    8  XXH64 (seed 0) of the page's 4096 bytes
 /// page data, from the next block: N * 4096 bytes, in table order
@@ -37,14 +37,21 @@ namespace CowEngine;
 /// <para>The file's length is exactly 4096 + the padded table + N * 4096. The header checksum covers
 /// the table checksum, which covers every page's checksum: it identifies the file's contents, and a
 /// changes file names its parent by it. A reader checks the magic, version, page size, both
-/// checksums, the length, the chain links and every page, and throws
-/// <see cref="InvalidDataException"/> naming the file and the fault.</para>
+/// checksums, that the table's padding is zero, the length, the chain links and every page, and
+/// throws <see cref="InvalidDataException"/> naming the file, the fault and its file offsets: every
+/// byte of a file is covered by a checksum or a check, so a truncated file or a flipped bit is
+/// refused, never loaded as other bytes (docs/reliability.md, "Files that tear", has the tests).</para>
 /// <para><b>Saving</b> copies each page through an ordinary buffer (the kernel cannot read a page
 /// of a snapshot that was never touched; the engine maps it on a normal load). Save a snapshot, not
 /// a view other threads are writing: the file then holds one consistent cut. A file is written
-/// under a temporary name, flushed to disk and renamed, so a crash never leaves a half-written file
-/// under the final name. Reading a never-written page of a view commits it (shared memory
-/// allocates on read), so saving a large sparse view commits all of it.</para>
+/// under a temporary name in the same directory, flushed to disk (fsync), renamed over the final
+/// name (rename(2), atomic) and the directory flushed (fsync): a crash or a kill at any point leaves
+/// under the final name either the file that was there before or the complete new one, never a
+/// half-written file, and once the save returns the new file survives a power failure (on a disk
+/// that honours flushes; the tests kill processes, they do not cut power). A crash can
+/// leave the temporary file (<c>.{name}.{pid}.{id}.tmp</c>), which is never loaded. Reading a
+/// never-written page of a view commits it (shared memory allocates on read), so saving a large
+/// sparse view commits all of it.</para>
 /// <para><b>Loading</b> creates a region and reads each run of stored pages straight into it with
 /// <see cref="RandomAccess.Read(SafeFileHandle, Span{byte}, long)"/>, after
 /// <see cref="CowView.PrepareForWrite"/> on the run (the kernel cannot write into write-protected
@@ -207,7 +214,8 @@ public static unsafe class CowViewFile
         if ((long)pages.Length * TableEntryBytes > Array.MaxLength - BlockSize)
             throw new NotSupportedException($"{pages.Length} pages are more than one file can list.");
         string fullPath = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(fullPath)!,
+        string directory = Path.GetDirectoryName(fullPath)!;
+        string temporary = Path.Combine(directory,
             string.Create(CultureInfo.InvariantCulture, $".{Path.GetFileName(fullPath)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp"));
         var table = new byte[TableBytes(pages.Length)];
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyBufferPages * PageSize);
@@ -242,9 +250,13 @@ public static unsafe class CowViewFile
                 byte[] headerBlock = EncodeHeader(fields, Checksum(table.AsSpan(0, pages.Length * TableEntryBytes)));
                 header = fields with { Checksum = BinaryPrimitives.ReadUInt64LittleEndian(headerBlock.AsSpan(HeaderChecksumOffset)) };
                 RandomAccess.Write(handle, headerBlock, 0);
+                // fsync: every byte is on disk before the name points at it.
                 file.Flush(flushToDisk: true);
             }
+            // rename(2), atomic: the name points at the old file or at the complete new one.
             File.Move(temporary, fullPath, overwrite: true);
+            // And the rename itself is on disk before the save returns.
+            CowViewFileDirectory.Sync(directory, fullPath);
             return header;
         }
         catch
@@ -290,17 +302,28 @@ public static unsafe class CowViewFile
         var block = new byte[BlockSize];
         int read = ReadFully(file, block, 0);
         ReadOnlySpan<byte> b = block;
-        if (read < Magic.Length || !b[..Magic.Length].SequenceEqual(Magic))
-            throw Corrupt(path, "it does not start with the CowEngine view file magic \"COWVIEW\\0\"");
+        if (read == 0)
+            throw Corrupt(path, $"it is empty (a view file starts with a {BlockSize}-byte header)");
+        int magicBytes = Math.Min(read, Magic.Length);
+        if (!b[..magicBytes].SequenceEqual(Magic[..magicBytes]))
+            throw Corrupt(path, "it does not start with the CowEngine view file magic \"COWVIEW\\0\" (file bytes 0 to 8)");
         if (read < BlockSize)
-            throw Corrupt(path, $"it is {read} bytes long, shorter than the {BlockSize}-byte header");
-        int version = BinaryPrimitives.ReadInt32LittleEndian(b[8..]);
-        if (version < 1 || version > FormatVersion)
-            throw Corrupt(path, $"format version {version} is not one this library reads (1 to {FormatVersion})");
+            throw Corrupt(path, $"it is {read} bytes long, shorter than the {BlockSize}-byte header (truncated)");
         ulong storedChecksum = BinaryPrimitives.ReadUInt64LittleEndian(b[HeaderChecksumOffset..]);
         ulong checksum = Checksum(b[..HeaderChecksumOffset]);
+        int version = BinaryPrimitives.ReadInt32LittleEndian(b[8..]);
+        if (version < 1 || version > FormatVersion)
+        {
+            // Checked before the checksum: another version may lay its header out otherwise. The
+            // checksum still tells a newer file from a damaged version field.
+            throw Corrupt(path, $"its header names format version {version} (file bytes 8 to 12), which this library does not read (it reads 1 to {FormatVersion}); " +
+                (storedChecksum == checksum
+                    ? "the file may come from a newer version of CowEngine"
+                    : $"the header does not match a version-{FormatVersion} header checksum either, so the header is probably damaged"));
+        }
         if (storedChecksum != checksum)
-            throw Corrupt(path, $"its header checksum is 0x{storedChecksum:x16}, its header hashes to 0x{checksum:x16} (the header is damaged)");
+            throw Corrupt(path, $"its header checksum (file bytes {HeaderChecksumOffset} to {BlockSize}) is 0x{storedChecksum:x16}, " +
+                $"its header (file bytes 0 to {HeaderChecksumOffset}) hashes to 0x{checksum:x16} (the header is damaged)");
         int pageSize = BinaryPrimitives.ReadInt32LittleEndian(b[12..]);
         if (pageSize != PageSize)
             throw Corrupt(path, $"its page size is {pageSize}, not {PageSize}");
@@ -330,7 +353,7 @@ public static unsafe class CowViewFile
         long expectedLength = FileLength(pageCount);
         long length = RandomAccess.GetLength(file);
         if (length != expectedLength)
-            throw Corrupt(path, $"it is {length} bytes long; a file of {pageCount} pages is {expectedLength} (truncated or extended)");
+            throw Corrupt(path, $"it is {length} bytes long; its header says it holds {pageCount} pages, so it should be {expectedLength} (truncated or extended)");
         var header = new CowViewFileHeader(version, viewLength, kind, pageCount, chainId, sequence, parentChecksum, checksum,
             new DateTime(createdTicks, DateTimeKind.Utc));
         return (header, tableChecksum);
@@ -361,17 +384,22 @@ public static unsafe class CowViewFile
     private static void ReadPages(OpenFile file, CowView region)
     {
         long count = file.Header.PageCount;
-        var table = new byte[count * TableEntryBytes];
+        long tableEnd = BlockSize + count * TableEntryBytes;
+        var table = new byte[TableBytes(count)];
         if (ReadFully(file.Handle, table, BlockSize) != table.Length)
             throw Corrupt(file.Path, "its page table is truncated");
-        if (Checksum(table) != file.TableChecksum)
-            throw Corrupt(file.Path, "its page table does not match its checksum");
+        if (Checksum(table.AsSpan(0, (int)(count * TableEntryBytes))) != file.TableChecksum)
+            throw Corrupt(file.Path, $"its page table does not match its checksum (the table, file bytes {BlockSize} to {tableEnd}, is damaged)");
+        // The padding is not under the checksum: the writer zeroes it, so anything else is damage.
+        int nonZero = table.AsSpan((int)(count * TableEntryBytes)).IndexOfAnyExcept((byte)0);
+        if (nonZero >= 0)
+            throw Corrupt(file.Path, $"its page table's padding (file bytes {tableEnd} to {DataOffset(count)}) is not zero at file byte {tableEnd + nonZero} (the padding is damaged)");
         var pages = new long[count];
         for (long i = 0; i < count; i++)
         {
             long page = BinaryPrimitives.ReadInt64LittleEndian(table.AsSpan((int)(i * TableEntryBytes)));
             if (page < 0 || page >= region.PageCount || (i > 0 && page <= pages[i - 1]))
-                throw Corrupt(file.Path, $"page table entry {i} names page {page}: entries must ascend and be below {region.PageCount}");
+                throw Corrupt(file.Path, $"page table entry {i} (file byte {BlockSize + i * TableEntryBytes}) names page {page}: entries must ascend and be below {region.PageCount}");
             pages[i] = page;
         }
 
@@ -392,7 +420,8 @@ public static unsafe class CowViewFile
             {
                 ulong expected = BinaryPrimitives.ReadUInt64LittleEndian(table.AsSpan((int)(i * TableEntryBytes + 8)));
                 if (Checksum(region.AsSpan(pages[i] * PageSize, PageSize)) != expected)
-                    throw Corrupt(file.Path, $"page {pages[i]} does not match its checksum (the page data is damaged)");
+                    throw Corrupt(file.Path, $"page {pages[i]} does not match its checksum (its data, table entry {i} at file bytes " +
+                        $"{dataOffset + i * PageSize} to {dataOffset + (i + 1) * PageSize}, is damaged)");
             }
             first = end;
         }

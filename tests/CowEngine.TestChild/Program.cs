@@ -41,6 +41,7 @@ internal static unsafe partial class Program
             "userfaultfd-refused" => UserfaultfdRefused(),
             "sigbus-elsewhere" => SigbusElsewhere(withEngine: false),
             "sigbus-elsewhere-with-engine" => SigbusElsewhere(withEngine: true),
+            "torn-saves" => TornSaves(),
             var name when name.StartsWith("tgkill-", StringComparison.Ordinal) => SignalFromElsewhere(name),
             _ => UnknownScenario(args[0]),
         };

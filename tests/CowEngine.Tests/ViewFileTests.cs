@@ -358,6 +358,99 @@ public sealed class ViewFileTests : IDisposable
         Assert.Throws<InvalidOperationException>(() => new CowViewFileChain(PathOf("empty")).Load(engine));
     }
 
+    // ---- finding a chain from the files alone (after a restart or a crash) ----
+
+    [Fact]
+    public void FindFiles_FindsTheChainFromTheFilesAlone_AndLoadLatestLoadsItsLastSave()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(16 * PageSize);
+        using var chain = new CowViewFileChain(PathOf("w"));
+        for (int i = 0; i < 4; i++)
+        {
+            world.AsSpan(i * PageSize, 1)[0] = (byte)(i + 1);
+            chain.Save(world);
+        }
+
+        Assert.Equal(chain.Files, CowViewFileChain.FindFiles(PathOf("w")));
+        using CowView latest = CowViewFileChain.LoadLatest(engine, PathOf("w"));
+        Assert.True(world.AsSpan().SequenceEqual(latest.AsSpan()));
+    }
+
+    /// <summary>
+    /// A new chain under the same base path replaces the old one: its full save replaces the full
+    /// file, then the old chain's changes files are deleted. If the process dies between the two
+    /// (put back here by hand), FindFiles leaves the old files out by their chain id, and the next
+    /// save deletes the ones that follow its own.
+    /// </summary>
+    [Fact]
+    public void ANewChainUnderTheSameBasePath_ReplacesTheOldOne_AndItsLeftoversAreLeftOut()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(16 * PageSize);
+        var old = new CowViewFileChain(PathOf("w"));
+        for (int i = 0; i < 4; i++)
+        {
+            world.AsSpan(i * PageSize, 1)[0] = (byte)(i + 1);
+            old.Save(world);
+        }
+        old.Dispose();
+        byte[][] oldLinks = old.Files.Skip(1).Select(File.ReadAllBytes).ToArray();
+
+        world.AsSpan().Fill(0x5A);
+        using var replacing = new CowViewFileChain(PathOf("w"));
+        replacing.Save(world);
+        Assert.All(old.Files.Skip(1), path => Assert.False(File.Exists(path), $"{path} of the old chain should be deleted"));
+        Assert.Equal([PathOf("w.0000.cowview")], CowViewFileChain.FindFiles(PathOf("w")));
+
+        // As if the process had died right after the new full file's rename.
+        for (int i = 0; i < oldLinks.Length; i++)
+            File.WriteAllBytes(old.Files[i + 1], oldLinks[i]);
+        Assert.Equal([PathOf("w.0000.cowview")], CowViewFileChain.FindFiles(PathOf("w")));
+        using (CowView latest = CowViewFileChain.LoadLatest(engine, PathOf("w")))
+            Assert.True(latest.AsSpan().SequenceEqual(world.AsSpan()));
+
+        world.AsSpan(0, 1)[0] = 0x77;
+        replacing.Save(world);
+        Assert.False(File.Exists(old.Files[2]));
+        Assert.False(File.Exists(old.Files[3]));
+        Assert.Equal(replacing.Files, CowViewFileChain.FindFiles(PathOf("w")));
+        using (CowView latest = CowViewFileChain.LoadLatest(engine, PathOf("w")))
+            Assert.True(latest.AsSpan().SequenceEqual(world.AsSpan()));
+    }
+
+    [Fact]
+    public void FindFiles_RefusesAMissingChain_AChainThatDoesNotStartWithAFullFile_AndAFileOutOfPlace()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        Assert.Throws<FileNotFoundException>(() => CowViewFileChain.FindFiles(PathOf("none")));
+        Assert.Throws<FileNotFoundException>(() => CowViewFileChain.LoadLatest(engine, PathOf("none")));
+
+        using CowView world = engine.CreateRegion(16 * PageSize);
+        using var chain = new CowViewFileChain(PathOf("w"));
+        for (int i = 0; i < 3; i++)
+        {
+            world.AsSpan(i * PageSize, 1)[0] = (byte)(i + 1);
+            chain.Save(world);
+        }
+        string full = chain.Files[0], one = chain.Files[1], two = chain.Files[2];
+
+        // The second changes file where the first should be: same chain, wrong number.
+        File.Copy(one, PathOf("one.saved"));
+        File.Copy(two, one, overwrite: true);
+        Assert.Contains("not changes file 1", Assert.Throws<InvalidDataException>(() => CowViewFileChain.FindFiles(PathOf("w"))).Message);
+        File.Copy(PathOf("one.saved"), one, overwrite: true);
+
+        // A damaged header in the last file: reported, not left out (that would load an older save as the newest).
+        FlipByte(two, 60);
+        Assert.Contains("header checksum", Assert.Throws<InvalidDataException>(() => CowViewFileChain.FindFiles(PathOf("w"))).Message);
+        FlipByte(two, 60);
+        Assert.Equal(chain.Files, CowViewFileChain.FindFiles(PathOf("w")));
+
+        File.Copy(one, full, overwrite: true);
+        Assert.Contains("must start with a full file", Assert.Throws<InvalidDataException>(() => CowViewFileChain.FindFiles(PathOf("w"))).Message);
+    }
+
     private string SaveSample(CowMemoryEngine engine, string name, int pages)
     {
         using CowView view = engine.CreateRegion(pages * PageSize);

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 
 namespace CowEngine;
@@ -28,7 +29,15 @@ public sealed unsafe class CowArray<T> : IDisposable where T : unmanaged
     {
         View = view;
         Length = length;
+        _elements = (T*)view.Pointer;
     }
+
+    /// <summary>
+    /// The view's first element, kept here so that the indexer costs one bounds check over a raw
+    /// pointer: no load of <see cref="View"/> and its address per access. A view's address is fixed
+    /// for its life.
+    /// </summary>
+    private readonly T* _elements;
 
     /// <summary>The view that holds the elements (element 0 at offset 0).</summary>
     public CowView View { get; }
@@ -37,14 +46,20 @@ public sealed unsafe class CowArray<T> : IDisposable where T : unmanaged
     public long Length { get; }
 
     /// <summary>A reference to element <paramref name="index"/>.</summary>
+    /// <remarks>
+    /// As fast as a pointer plus one bounds check (docs/benchmarks.md, scenario 10): the check stays,
+    /// and the exception is thrown out of line so the indexer inlines. Like every access to a view's
+    /// memory, it must not be used after the array is disposed (see <see cref="CowView"/>, Lifetime).
+    /// </remarks>
     /// <exception cref="IndexOutOfRangeException">The index is outside [0, Length).</exception>
     public ref T this[long index]
     {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get
         {
             if ((ulong)index >= (ulong)Length)
-                throw new IndexOutOfRangeException($"Index {index} is outside the array of {Length} elements.");
-            return ref Unsafe.AsRef<T>((T*)View.Pointer + index);
+                ThrowIndexOutOfRange(index, Length);
+            return ref Unsafe.AsRef<T>(_elements + index);
         }
     }
 
@@ -82,6 +97,12 @@ public sealed unsafe class CowArray<T> : IDisposable where T : unmanaged
 
     /// <summary>Releases the array's view.</summary>
     public void Dispose() => View.Dispose();
+
+    // Static and throw-only, so the JIT treats the call as one that never returns: the indexer's fast
+    // path keeps nothing live across it.
+    [DoesNotReturn]
+    private static void ThrowIndexOutOfRange(long index, long length) =>
+        throw new IndexOutOfRangeException($"Index {index} is outside the array of {length} elements.");
 
     private static CowView CreateView(CowMemoryEngine engine, long length)
     {

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 
 namespace CowEngine;
@@ -31,13 +32,19 @@ public sealed unsafe class CowList<T> : IDisposable where T : unmanaged
         long bytes = HeaderBytes + capacity * sizeof(T);
         View = engine.CreateRegion((bytes + CowMemoryEngine.PageSize - 1) / CowMemoryEngine.PageSize * CowMemoryEngine.PageSize);
         Capacity = capacity;
+        _start = View.Pointer;
     }
 
     private CowList(CowView view, long capacity)
     {
         View = view;
         Capacity = capacity;
+        _start = view.Pointer;
     }
+
+    /// <summary>The view's first byte (the count, then the elements), kept here so that an access
+    /// does not load <see cref="View"/> and its address first. A view's address is fixed for its life.</summary>
+    private readonly byte* _start;
 
     /// <summary>The view that holds the list.</summary>
     public CowView View { get; }
@@ -48,21 +55,28 @@ public sealed unsafe class CowList<T> : IDisposable where T : unmanaged
     /// <summary>Number of elements (stored in the view, so snapshots keep their own).</summary>
     public long Count => CountRef;
 
-    private ref long CountRef => ref Unsafe.AsRef<long>(View.Pointer);
+    private ref long CountRef => ref Unsafe.AsRef<long>(_start);
 
-    private T* Items => (T*)(View.Pointer + HeaderBytes);
+    private T* Items => (T*)(_start + HeaderBytes);
 
     /// <summary>A reference to element <paramref name="index"/>.</summary>
     /// <exception cref="IndexOutOfRangeException">The index is outside [0, Count).</exception>
     public ref T this[long index]
     {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get
         {
-            if ((ulong)index >= (ulong)Count)
-                throw new IndexOutOfRangeException($"Index {index} is outside the list of {Count} elements.");
+            long count = Count;
+            if ((ulong)index >= (ulong)count)
+                ThrowIndexOutOfRange(index, count);
             return ref Unsafe.AsRef<T>(Items + index);
         }
     }
+
+    // Static and throw-only, so the JIT treats the call as one that never returns (see CowArray).
+    [DoesNotReturn]
+    private static void ThrowIndexOutOfRange(long index, long count) =>
+        throw new IndexOutOfRangeException($"Index {index} is outside the list of {count} elements.");
 
     /// <summary>Appends an element.</summary>
     /// <exception cref="InvalidOperationException">The list is full.</exception>

@@ -49,7 +49,8 @@ namespace CowEngine;
 /// under the final name either the file that was there before or the complete new one, never a
 /// half-written file, and once the save returns the new file survives a power failure (on a disk
 /// that honours flushes; the tests kill processes, they do not cut power). A crash can
-/// leave the temporary file (<c>.{name}.{pid}.{id}.tmp</c>), which is never loaded. Reading a
+/// leave the temporary file (<c>.{name}.{pid}.{id}.tmp</c>), which is never loaded; the next save
+/// to the same name deletes those of processes that no longer run. Reading a
 /// never-written page of a view commits it (shared memory allocates on read), so saving a large
 /// sparse view commits all of it.</para>
 /// <para><b>Loading</b> creates a region and reads each run of stored pages straight into it with
@@ -217,6 +218,8 @@ public static unsafe class CowViewFile
         string directory = Path.GetDirectoryName(fullPath)!;
         string temporary = Path.Combine(directory,
             string.Create(CultureInfo.InvariantCulture, $".{Path.GetFileName(fullPath)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp"));
+        string fileName = Path.GetFileName(fullPath);
+        CowViewFileDirectory.RemoveStaleTemporaries(directory, target => target == fileName);
         var table = new byte[TableBytes(pages.Length)];
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyBufferPages * PageSize);
         try

@@ -25,7 +25,8 @@ namespace CowEngine;
 /// replaces an older chain's, the older chain's changes files are deleted after it; if the process
 /// dies first, <see cref="FindFiles"/> tells them apart by their chain id and leaves them out. A
 /// crash can leave a temporary file (<c>.{name}.{pid}.{id}.tmp</c>) beside the chain: it is never
-/// loaded, and may be deleted while no save is running.</para>
+/// loaded, and the next save of a chain under the same base path deletes those of processes that no
+/// longer run.</para>
 /// </remarks>
 public sealed class CowViewFileChain : IDisposable
 {
@@ -82,6 +83,7 @@ public sealed class CowViewFileChain : IDisposable
         _files.Add(path);
         LastSaved = header;
         DeleteStaleLinks(_basePath, _files.Count);
+        RemoveStaleTemporaries(_basePath);
         return header;
     }
 
@@ -169,6 +171,21 @@ public sealed class CowViewFileChain : IDisposable
                 return; // the save itself succeeded; FindFiles ignores what is left
             }
         }
+    }
+
+    /// <summary>
+    /// Deletes the temporary files of any link of a chain under <paramref name="basePath"/> that
+    /// saves killed before their rename left behind (their process no longer runs): a new chain does
+    /// not save every sequence number an older one reached, so <see cref="CowViewFile"/>'s own
+    /// cleanup, per file name, would leave them.
+    /// </summary>
+    private static void RemoveStaleTemporaries(string basePath)
+    {
+        string fullPath = Path.GetFullPath(basePath);
+        string prefix = Path.GetFileName(fullPath) + ".";
+        CowViewFileDirectory.RemoveStaleTemporaries(Path.GetDirectoryName(fullPath)!, target =>
+            target.Length == prefix.Length + 4 + ".cowview".Length && target.StartsWith(prefix, StringComparison.Ordinal)
+            && target.EndsWith(".cowview", StringComparison.Ordinal) && target.AsSpan(prefix.Length, 4).IndexOfAnyExceptInRange('0', '9') < 0);
     }
 
     /// <summary>Loads the chain as a new region of <paramref name="engine"/> (see <see cref="CowViewFile.Load(CowMemoryEngine, IReadOnlyList{string})"/>).</summary>

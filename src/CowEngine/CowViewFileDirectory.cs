@@ -4,10 +4,11 @@ using CowEngine.Interop;
 namespace CowEngine;
 
 /// <summary>
-/// fsync of a directory, the last step of saving a view file: after the rename, the directory entry
-/// that names the new file is itself data the kernel may still hold only in memory. .NET has no API
-/// for it (a directory cannot be opened as a <see cref="Microsoft.Win32.SafeHandles.SafeFileHandle"/>),
-/// so this calls libc directly.
+/// What saving a view file does to its directory. fsync of the directory, the last step of a save:
+/// after the rename, the directory entry that names the new file is itself data the kernel may still
+/// hold only in memory. .NET has no API for it (a directory cannot be opened as a
+/// <see cref="Microsoft.Win32.SafeHandles.SafeFileHandle"/>), so this calls libc directly. And the
+/// removal of temporary files that killed saves left behind.
 /// </summary>
 internal static partial class CowViewFileDirectory
 {
@@ -43,6 +44,54 @@ internal static partial class CowViewFileDirectory
         {
             _ = Close(fd);
         }
+    }
+
+    /// <summary>
+    /// Deletes the temporary files that saves killed before their rename left in
+    /// <paramref name="directory"/>: names <c>.{target}.{pid}.{32 hex digits}.tmp</c> whose target
+    /// <paramref name="isTarget"/> accepts and whose process no longer runs. A temporary of a live
+    /// process (this one included: another thread may be saving) is never touched, and neither is any
+    /// other file. Best effort: a file that cannot be deleted stays, and the save goes on.
+    /// </summary>
+    public static void RemoveStaleTemporaries(string directory, Func<string, bool> isTarget)
+    {
+        IEnumerable<string> candidates;
+        try
+        {
+            candidates = Directory.EnumerateFiles(directory, ".*.tmp");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+        foreach (string path in candidates)
+        {
+            if (!IsStaleTemporary(Path.GetFileName(path), isTarget))
+                continue;
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Left for a later save; it is never loaded.
+            }
+        }
+    }
+
+    private static bool IsStaleTemporary(string name, Func<string, bool> isTarget)
+    {
+        // .{target}.{pid}.{id}.tmp, split from the end: the target's own name may hold dots.
+        if (!name.StartsWith('.') || !name.EndsWith(".tmp", StringComparison.Ordinal))
+            return false;
+        string[] parts = name[1..^4].Split('.');
+        if (parts.Length < 3)
+            return false;
+        string id = parts[^1], pid = parts[^2];
+        if (id.Length != 32 || !id.All(Uri.IsHexDigit) || !int.TryParse(pid, System.Globalization.NumberStyles.None, null, out int process))
+            return false;
+        string target = string.Join('.', parts[..^2]);
+        return process != Environment.ProcessId && isTarget(target) && !Directory.Exists($"/proc/{process}");
     }
 
     private static IOException Failure(string call, int error, string directory, string savedPath) =>

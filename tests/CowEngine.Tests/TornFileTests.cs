@@ -130,7 +130,9 @@ public sealed class TornFileTests : IDisposable
         string summary = $"{kills} kills (seed {seed}), {completedSaves} saves completed in all; temporary files left behind: {temporaries}\n" +
                          string.Join("\n", counts.Select(pair => $"  {pair.Value,4}  {pair.Key}"));
         TestContext.Current.TestOutputHelper?.WriteLine(summary);
-        Assert.True(temporaries <= kills, $"more temporary files than kills:\n{summary}");
+        // Each save deletes the temporaries that killed saves of its target left, so only the last
+        // kill's (one save is under way at a time) and those of targets not saved since can be left.
+        Assert.True(temporaries <= 2, $"temporary files of killed saves were not cleaned up:\n{summary}");
     }
 
     /// <summary>

@@ -419,6 +419,42 @@ public sealed class ViewFileTests : IDisposable
             Assert.True(latest.AsSpan().SequenceEqual(world.AsSpan()));
     }
 
+    /// <summary>
+    /// A save killed before its rename leaves <c>.{name}.{pid}.{id}.tmp</c>. The next save to that
+    /// name (or of a chain under that base path, for any of its links) deletes those of processes
+    /// that no longer run, and leaves a running process's (a save under way) and every other file.
+    /// PID 999999999 cannot run: Linux's PID limit is 4,194,304.
+    /// </summary>
+    [Fact]
+    public void ASave_DeletesTheTemporariesOfKilledSaves_AndNothingElse()
+    {
+        using CowMemoryEngine engine = NewEngine();
+        using CowView world = engine.CreateRegion(4 * PageSize);
+        world.AsSpan().Fill(0x21);
+        string id = new('a', 32);
+        string[] stale = [".world.cowview.999999999." + id + ".tmp", ".c.0007.cowview.999999999." + id + ".tmp"];
+        string[] kept =
+        [
+            $".world.cowview.{Environment.ProcessId}.{id}.tmp", // this process: a save may be under way
+            ".world.cowview.1." + id + ".tmp",                   // PID 1 runs
+            ".other.cowview.999999999." + id + ".tmp",          // another file's
+            ".c.0007.cowview.999999999.not-an-id.tmp",          // not a name saves make
+            ".c.x007.cowview.999999999." + id + ".tmp",         // not a link of the chain
+            "notes.tmp",
+        ];
+        foreach (string name in stale.Concat(kept))
+            File.WriteAllText(PathOf(name), "left behind");
+
+        CowViewFile.Save(world, PathOf("world.cowview"));
+        Assert.False(File.Exists(PathOf(stale[0])), "the killed save's temporary of world.cowview should be deleted");
+        Assert.True(File.Exists(PathOf(stale[1])), "a single file's save must not touch a chain's temporaries");
+
+        using var chain = new CowViewFileChain(PathOf("c"));
+        chain.Save(world);
+        Assert.False(File.Exists(PathOf(stale[1])), "the chain's save should delete its killed link's temporary");
+        Assert.All(kept, name => Assert.True(File.Exists(PathOf(name)), $"{name} should be left alone"));
+    }
+
     [Fact]
     public void FindFiles_RefusesAMissingChain_AChainThatDoesNotStartWithAFullFile_AndAFileOutOfPlace()
     {

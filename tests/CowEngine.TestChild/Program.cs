@@ -41,6 +41,8 @@ internal static unsafe partial class Program
             "userfaultfd-refused" => UserfaultfdRefused(),
             "sigbus-elsewhere" => SigbusElsewhere(withEngine: false),
             "sigbus-elsewhere-with-engine" => SigbusElsewhere(withEngine: true),
+            "address-space-at-start" => AddressSpaceAtStart(),
+            "unreachable-engine" => UnreachableEngine(),
             var name when name.StartsWith("tgkill-", StringComparison.Ordinal) => SignalFromElsewhere(name),
             _ => UnknownScenario(args[0]),
         };

@@ -217,8 +217,9 @@ typedef struct cow_view {
 /* The process-wide tables the handler starts from. */
 typedef struct cow_process {
     uint64_t arena_base; /* one PROT_NONE reservation that holds every view */
-    uint64_t arena_size; /* multiple of 2 MiB */
-    uint32_t *directory; /* [arena_size / 2 MiB] view index + 1 owning that segment, 0 = none;
+    uint64_t arena_size; /* bytes reserved from arena_base, a multiple of 2 MiB; under an address-space
+                          * limit it grows (never shrinks) up to the directory's range */
+    uint32_t *directory; /* [the arena's whole range / 2 MiB] view index + 1 owning that segment, 0 = none;
                                  * with COW_DIRECTORY_DISPOSED: the segment's view was disposed and
                                  * the range is not reused yet (a touch is reported, then passed on) */
     cow_view_t *views;   /* [view_capacity] */
@@ -333,8 +334,10 @@ COW_API int cow_os_memfd_create(const char *name, uint64_t size, int32_t *fd_out
  * lacks write-protect of shared memory (before 5.19) or SIGBUS delivery. */
 COW_API int cow_os_userfaultfd_open(int32_t *fd_out);
 COW_API int cow_os_close(int32_t fd);
-/* Reserves size bytes of PROT_NONE address space aligned to `alignment` (a power of two). */
-COW_API int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_out);
+/* Reserves size bytes of PROT_NONE address space aligned to `alignment` (a power of two), wherever the
+ * kernel finds room when *address_inout is NULL, else exactly at *address_inout (2 MiB-aligned):
+ * EEXIST if anything is mapped there. */
+COW_API int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_inout);
 /* Anonymous read-write zero memory, committed page by page on first touch. */
 COW_API int cow_os_allocate_table(uint64_t size, void **address_out);
 COW_API int cow_os_release(void *address, uint64_t size);

@@ -42,8 +42,23 @@ int cow_os_close(int32_t fd)
     return close(fd) == 0 ? 0 : errno;
 }
 
-int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_out)
+int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_inout)
 {
+    if (*address_inout != NULL) {
+        /* Exactly there or not at all (growing the arena in place): MAP_FIXED_NOREPLACE refuses with
+         * EEXIST to cover any existing mapping. A kernel before 4.17 ignores the flag and treats the
+         * address as a hint; a reservation placed elsewhere is refused the same way. */
+        void *wanted = *address_inout;
+        void *got =
+            mmap(wanted, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        if (got == MAP_FAILED)
+            return errno;
+        if (got != wanted) {
+            munmap(got, size);
+            return EEXIST;
+        }
+        return 0;
+    }
     /* Over-reserve, then trim both ends, so the reservation starts on `alignment`. */
     uint64_t padded = size + alignment;
     void *raw = mmap(NULL, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -56,7 +71,7 @@ int cow_os_reserve(uint64_t size, uint64_t alignment, void **address_out)
         munmap(raw, head);
     if (tail != 0)
         munmap((void *)(start + size), tail);
-    *address_out = (void *)start;
+    *address_inout = (void *)start;
     return 0;
 }
 

@@ -14,7 +14,24 @@ namespace CowEngine;
 /// pages in native code and passes every other fault to the handler that was there before (the .NET
 /// runtime's), so NullReferenceException and stack-overflow reporting keep working.</para>
 /// <para>Thread safety: every member may be called from any thread. Several engines may exist at
-/// once. Disposing the engine disposes every view it made that is still live.</para>
+/// once.</para>
+/// <para>Lifetime: the engine holds every view it made (regions and snapshots) until that view is
+/// disposed, so a view stays mapped, and pointers into it stay valid, for as long as the engine is
+/// reachable and neither is disposed, even when the program keeps nothing but a pointer into it. The
+/// garbage collector never releases a view of a live engine: a view is released only by its own
+/// <see cref="CowView.Dispose"/> or by the engine's <see cref="Dispose"/>, which disposes every
+/// view still open and logs a warning with their number (EventId 20). The flip side: a view that
+/// is never disposed holds its memory until the engine is disposed (watch
+/// <see cref="CowEngineStats.LiveViews"/> or the <c>cowengine.views</c> metric). Only when the
+/// engine itself and all its views have become unreachable (each view references its engine) does
+/// a finalizer release them, as a safety net, and log a warning (EventId 21).</para>
+/// <para>Address space: the engine reserves address space for its slot pool (2 MiB per chunk of slot
+/// space, by default 8 times the capacity and at least 128 GiB) and every view takes a 2 MiB-aligned
+/// range of a process-wide arena. Under an address-space limit (RLIMIT_AS, <c>ulimit -v</c>) the
+/// engine takes at most half of what the limit leaves free (less a headroom of an eighth of the
+/// limit, 1-4 GiB, for the runtime): its slot space shrinks towards 1.25 times the capacity, a
+/// default capacity shrinks to fit, and the arena grows as views need it. What cannot fit throws
+/// <see cref="CowAddressSpaceExhaustedException"/> with the numbers; nothing is left half made.</para>
 /// </remarks>
 public sealed unsafe class CowMemoryEngine : IDisposable
 {
@@ -22,16 +39,21 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     public const int PageSize = CowConstants.PageSize;
 
     private const ulong MinimumChunks = 65_536;
+    private const long MinimumDefaultCapacity = 64L << 20;
     private const int DefaultFaultAroundPages = 32;
     private const int MaxFaultAroundPages = CowConstants.SegmentPages;
 
     private readonly Lock _viewsGate = new();
-    private readonly Dictionary<uint, WeakReference<CowView>> _views = new();
+    /// <summary>Every live view, held strongly: the garbage collector never releases a view of a live engine.</summary>
+    private readonly Dictionary<uint, CowView> _views = new();
     private bool _disposed;
+    private readonly bool _constructed;
 
     /// <summary>Creates an engine.</summary>
     /// <param name="options">Limits and logging; null for the defaults.</param>
     /// <exception cref="ArgumentOutOfRangeException">A limit is not positive or not page-aligned.</exception>
+    /// <exception cref="CowAddressSpaceExhaustedException">The process's address space is limited (RLIMIT_AS,
+    /// <c>ulimit -v</c>) and the slot pool and tables for this capacity do not fit; the message gives the numbers.</exception>
     /// <exception cref="CowSystemException">The memfd, the pool mapping or a table could not be created.</exception>
     /// <exception cref="PlatformNotSupportedException">Not Linux x64; or <see cref="CowWriteProtection.Userfaultfd"/>
     /// was asked for and the kernel refuses it (the message says why).</exception>
@@ -51,28 +73,137 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         MappingBudget = options.MappingBudget ?? MaxMapCount / 2;
         if (MappingBudget < 4)
             throw new ArgumentOutOfRangeException(nameof(options), MappingBudget, "MappingBudget must be at least 4.");
-        CapacityBytes = capacity;
-
-        // Slot space: a chunk (512 slots, 2 MiB) is the write target of one (view, segment), so a
-        // view that writes one page of a segment holds a chunk of which it uses one slot: many
-        // snapshots each writing a little need far more chunks than the capacity has pages / 512.
-        // Slot space is address space in a sparse file, and its tables are committed page by page
-        // as chunks are used, so it is cheap to be generous: 8 times the capacity, and at least
-        // 65,536 chunks (128 GiB of file offsets, 256 MiB of reserved refcount table).
-        ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
-        uint chunkCapacity = (uint)Math.Min(Math.Max(chunksForCapacity * 8 + 64, MinimumChunks), (CowConstants.None >> CowConstants.ChunkSlotsShift) - 1);
-        uint leafCapacity = (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
         FaultAroundPages = options.FaultAroundPages ?? DefaultFaultAroundPages;
         if (FaultAroundPages < 1 || FaultAroundPages > MaxFaultAroundPages)
             throw new ArgumentOutOfRangeException(nameof(options), FaultAroundPages, $"FaultAroundPages must be between 1 and {MaxFaultAroundPages}.");
+
+        // The process tables first (installing the handler): under RLIMIT_AS the arena takes its
+        // first part before the engine sizes its slot pool from what is left, and the engine's
+        // live list is as long as the view table.
+        _ = ProcessTables.Table;
+        (uint chunkCapacity, capacity) = SizeSlotSpace(capacity, capacityWasDefaulted: options.CapacityBytes is null);
+        CapacityBytes = capacity;
+        uint leafCapacity = EngineHandle.LeafCapacityFor(chunkCapacity);
         (WriteProtection, UserfaultfdHandle? userfaultfd) = UserfaultfdHandle.Choose(options.WriteProtection, Logger);
         Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget, (uint)FaultAroundPages,
             userfaultfd);
-        Reclaimer = new SlotReclaimer(Handle);
-        _ = ProcessTables.Table; // installs the handler on first use
+        try
+        {
+            Reclaimer = new SlotReclaimer(Handle);
+        }
+        catch
+        {
+            // No half-made engine: its pool and tables go now, not at some later collection.
+            Handle.Dispose();
+            throw;
+        }
         Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, MaxMapCount, WriteProtection);
         CowMetrics.Register(this);
+        _constructed = true;
     }
+
+    /// <summary>
+    /// The slot space (chunks of 2 MiB) for <paramref name="capacity"/>, and the capacity itself,
+    /// which shrinks only when it was defaulted. A chunk is the write target of one (view, segment),
+    /// so a view that writes one page of a segment holds a chunk of which it uses one slot: many
+    /// snapshots each writing a little need far more chunks than the capacity has pages / 512. Slot
+    /// space is address space in a sparse file, and its tables are committed page by page as chunks
+    /// are used, so it is cheap to be generous: 8 times the capacity, and at least 65,536 chunks
+    /// (128 GiB of file offsets, 256 MiB of reserved refcount table) - unless RLIMIT_AS says
+    /// otherwise: then the engine takes at most half of the address space still available, and no
+    /// less than the capacity and a quarter more (a full-capacity region takes consecutive chunks).
+    /// </summary>
+    private (uint Chunks, long Capacity) SizeSlotSpace(long capacity, bool capacityWasDefaulted)
+    {
+        uint desired = DesiredChunks(capacity);
+        ulong? available = SystemLimits.AddressSpaceAvailable();
+        if (available is not ulong free || EngineHandle.AddressSpaceBytes(desired) <= free / 2)
+            return (desired, capacity);
+
+        ulong limit = SystemLimits.AddressSpaceLimit() ?? 0;
+        uint fit = ChunksThatFit(free / 2);
+        uint chunks;
+        long requestedCapacity = capacity;
+        if (capacityWasDefaulted)
+        {
+            // The default (the machine's memory) is a loose bound: shrink it so that the slot space
+            // is still twice the capacity.
+            capacity = Math.Min(capacity, (long)(fit / 2) * CowConstants.SegmentSize);
+            if (capacity < MinimumDefaultCapacity)
+                throw Errno.AddressSpaceExhausted("creating an engine", EngineHandle.AddressSpaceBytes(MinimumChunksFor(MinimumDefaultCapacity)),
+                    $"An engine needs at least a {MinimumDefaultCapacity >> 20} MiB slot pool and its tables.");
+            chunks = Math.Min(fit, desired);
+        }
+        else
+        {
+            uint minimum = MinimumChunksFor(capacity);
+            chunks = Math.Min(Math.Max(fit, minimum), desired);
+            if (EngineHandle.AddressSpaceBytes(chunks) > free)
+                throw Errno.AddressSpaceExhausted("creating an engine", EngineHandle.AddressSpaceBytes(minimum),
+                    string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"An engine of CapacityBytes {capacity:N0} needs a slot pool of at least {minimum:N0} chunks of 2 MiB (the capacity and a quarter more) and its tables."));
+        }
+        SlotSpaceNote = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $" (The engine's slot space, where the copies of written pages go, was reduced to {chunks:N0} chunks of 2 MiB, from {desired:N0}, to fit the address-space limit, RLIMIT_AS: a higher `ulimit -v` leaves more room for copies.)");
+        Log.AddressSpaceLimited(Logger, SystemLimits.Format(limit), SystemLimits.Format(free), chunks, desired, capacity, requestedCapacity);
+        return (chunks, capacity);
+    }
+
+    private static uint DesiredChunks(long capacity)
+    {
+        ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
+        return (uint)Math.Min(Math.Max(chunksForCapacity * 8 + 64, MinimumChunks), MaxChunks);
+    }
+
+    private static uint MinimumChunksFor(long capacity)
+    {
+        ulong chunksForCapacity = (ulong)((capacity + CowConstants.SegmentSize - 1) / CowConstants.SegmentSize);
+        return (uint)Math.Min(chunksForCapacity + Math.Max(64, chunksForCapacity / 4), MaxChunks);
+    }
+
+    private const ulong MaxChunks = (CowConstants.None >> CowConstants.ChunkSlotsShift) - 1;
+
+    /// <summary>The most chunks whose pool and tables fit in <paramref name="bytes"/> (0 if none).</summary>
+    private static uint ChunksThatFit(ulong bytes)
+    {
+        uint low = 0, high = (uint)MaxChunks;
+        while (low < high)
+        {
+            uint middle = low + (high - low + 1) / 2;
+            if (EngineHandle.AddressSpaceBytes(middle) <= bytes)
+                low = middle;
+            else
+                high = middle - 1;
+        }
+        return low;
+    }
+
+    /// <summary>
+    /// The safety net of the lifetime contract: runs only when the engine and every view it made
+    /// are unreachable and the engine was never disposed. The views' handles release the views (their
+    /// own finalizers, which run after this one); this stops the reclaimer thread, whose reference
+    /// would otherwise keep the pool and its tables alive for the rest of the process.
+    /// </summary>
+    ~CowMemoryEngine()
+    {
+        if (!_constructed)
+            return; // the constructor threw: it released what it had made
+        int open;
+        lock (_viewsGate)
+            open = _views.Count;
+        Reclaimer.Dispose();
+        try
+        {
+            Log.EngineFinalized(Logger, open);
+        }
+        catch (Exception)
+        {
+            // A finalizer must not throw: a logger disposed before this engine is not worth a crash.
+        }
+    }
+
+    /// <summary>Said after a capacity message when RLIMIT_AS made the slot space smaller ("" otherwise).</summary>
+    internal string SlotSpaceNote { get; private set; } = "";
 
     internal EngineHandle Handle { get; }
 
@@ -114,6 +245,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The size is not positive, not page-aligned, or larger than the capacity.</exception>
     /// <exception cref="CowCapacityExceededException">The engine's capacity is in use by other views.</exception>
     /// <exception cref="CowMappingBudgetExceededException">No mapping budget is left.</exception>
+    /// <exception cref="CowAddressSpaceExhaustedException">The process's address space is limited (RLIMIT_AS) and the
+    /// region's range does not fit; nothing was changed.</exception>
     /// <exception cref="ObjectDisposedException">The engine is disposed.</exception>
     public CowView CreateRegion(long lengthBytes, bool trackWrites = false)
     {
@@ -124,7 +257,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
 
         long pages = lengthBytes / PageSize;
-        ViewHandle handle = ViewHandle.Allocate(this, pages);
+        ViewHandle handle = ViewHandle.Allocate(this, pages, "creating a region");
         int error = CowNative.RegionCreate(handle, trackWrites ? 1 : 0);
         if (error != 0)
         {
@@ -170,19 +303,23 @@ public sealed unsafe class CowMemoryEngine : IDisposable
 
     /// <summary>
     /// Disposes the engine and every view it made that is still live. Spans over those views must
-    /// not be used afterwards. Calling it again does nothing.
+    /// not be used afterwards. Views still open are a warning in the log (EventId 20: how many
+    /// regions and snapshots), since each was holding memory until now. Calling it again does nothing.
     /// </summary>
     public void Dispose()
     {
-        List<CowView> live = new();
+        List<CowView> live;
         lock (_viewsGate)
         {
             if (_disposed)
                 return;
             _disposed = true;
-            foreach (WeakReference<CowView> reference in _views.Values)
-                if (reference.TryGetTarget(out CowView? view))
-                    live.Add(view);
+            live = new List<CowView>(_views.Values);
+        }
+        if (live.Count > 0)
+        {
+            int snapshots = live.Count(view => view.IsSnapshot);
+            Log.EngineDisposedWithOpenViews(Logger, live.Count, live.Count - snapshots, snapshots);
         }
         foreach (CowView view in live)
             view.Dispose();
@@ -190,6 +327,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         Log.EngineDisposed(Logger, live.Count);
         CowMetrics.Unregister(this);
         Handle.Dispose();
+        GC.SuppressFinalize(this);
     }
 
     internal int LiveViewCount
@@ -214,7 +352,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
                 view.Dispose();
                 throw new ObjectDisposedException(nameof(CowMemoryEngine));
             }
-            _views[view.Index] = new WeakReference<CowView>(view);
+            _views[view.Index] = view;
         }
         if (Logger.IsEnabled(LogLevel.Debug))
             Log.ViewCreated(Logger, view.Length, (ulong)view.BaseAddress, view.IsSnapshot ? "snapshot" : "region");

@@ -12,14 +12,19 @@ namespace CowEngine;
 /// <para>Thread safety: any number of threads may read and write a view's memory, the same pages
 /// included, while other threads snapshot it: no write is lost, and a snapshot holds exactly the
 /// writes that completed before <see cref="Snapshot"/> was called. All members are thread-safe.</para>
-/// <para>Lifetime: a view stays mapped until <see cref="Dispose"/>. Spans and pointers into it must
-/// not be used after that: the range becomes inaccessible, and touching it is an access violation
-/// that ends the process (never a silent write into another view); the engine first writes a line
-/// to stderr naming the disposed view. Disposing a view while other threads still write to it is
-/// therefore a bug in the caller; the engine guarantees only that no other view is affected. A view
-/// that is no longer referenced is disposed by its finalizer: code that keeps only a pointer or a
-/// span into a view must keep the view itself alive (<see cref="GC.KeepAlive(object)"/>) until it
-/// has finished with that memory.</para>
+/// <para>Lifetime: a view stays mapped, at the same address, until it is disposed - by its own
+/// <see cref="Dispose"/> or by its engine's <see cref="CowMemoryEngine.Dispose"/> - and never by the
+/// garbage collector while its engine is alive: the engine holds every view it made. So a pointer
+/// (<see cref="Pointer"/>, <see cref="BaseAddress"/>) kept without the view stays valid as long as
+/// the engine is reachable and neither is disposed. Dispose views you no longer need: an
+/// undisposed view holds its memory until the engine is disposed (which logs how many were still
+/// open). Only an engine that is itself unreachable, with all its views, is released by a finalizer
+/// (a safety net); code that keeps only pointers must therefore keep the engine (or the view)
+/// reachable. Spans and pointers must not be used after the view is disposed: the range becomes
+/// inaccessible, and touching it is an access violation that ends the process (never a silent
+/// write into another view); the engine first writes a line to stderr naming the disposed view.
+/// Disposing a view while other threads still write to it is therefore a bug in the caller; the
+/// engine guarantees only that no other view is affected.</para>
 /// <para>System calls: the kernel raises no fault for its own accesses to user memory, so it cannot
 /// make the engine act. read(2) and .NET APIs that fill a buffer (e.g. <c>RandomAccess.Read</c>)
 /// fail with EFAULT ("Bad address"), or return a short count, when their buffer covers a page that
@@ -115,13 +120,15 @@ public sealed unsafe class CowView : IDisposable
     /// <returns>The snapshot; dispose it when done.</returns>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     /// <exception cref="CowMappingBudgetExceededException">The snapshot would exceed the mapping budget; nothing changed.</exception>
+    /// <exception cref="CowAddressSpaceExhaustedException">The process's address space is limited (RLIMIT_AS) and the
+    /// snapshot's range does not fit; nothing changed.</exception>
     /// <exception cref="CowSystemException">A system call failed; both views are unchanged.</exception>
     public CowView Snapshot()
     {
         // Not worth renting an entry for a view that is already disposed; one disposed meanwhile
         // makes the call below throw ObjectDisposedException.
         ObjectDisposedException.ThrowIf(IsDisposed, this);
-        ViewHandle target = ViewHandle.Allocate(Engine, PageCount);
+        ViewHandle target = ViewHandle.Allocate(Engine, PageCount, "taking a snapshot");
         int error;
         try
         {
@@ -279,7 +286,8 @@ public sealed unsafe class CowView : IDisposable
     /// Releases the view: its range becomes inaccessible and every page no other view references
     /// returns to the pool (and its memory to the kernel). Other views are unaffected. Calling it
     /// again does nothing. If another thread is inside a call on this view, the release happens when
-    /// that call returns.
+    /// that call returns. The engine holds the view until this is called (or the engine is disposed):
+    /// dropping the last reference does not release it.
     /// </summary>
     public void Dispose() => Handle.Dispose();
 

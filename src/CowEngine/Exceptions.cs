@@ -44,3 +44,43 @@ public sealed class CowCapacityExceededException : InvalidOperationException
     /// <summary>Creates the exception.</summary>
     public CowCapacityExceededException(string message) : base(message) { }
 }
+
+/// <summary>
+/// The process's address space is limited (<c>RLIMIT_AS</c>, set by <c>ulimit -v</c> or
+/// <c>prlimit --as</c>) and what an operation needed does not fit: creating an engine (its slot pool
+/// and tables), or a view (its range of the view arena). Nothing was changed and nothing was kept:
+/// the process stays usable, and a smaller request can succeed.
+/// </summary>
+/// <remarks>
+/// Not a mapping-count problem (that is <see cref="CowMappingBudgetExceededException"/>, naming
+/// <c>vm.max_map_count</c>) and not the engine's own capacity (<see cref="CowCapacityExceededException"/>).
+/// The message and the properties give the numbers: the limit, the address space in use when the
+/// request failed, and the bytes the request needed.
+/// </remarks>
+public sealed class CowAddressSpaceExhaustedException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    public CowAddressSpaceExhaustedException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with the numbers behind it.</summary>
+    /// <param name="message">The message.</param>
+    /// <param name="limitBytes">The process's RLIMIT_AS in bytes, or null if it is unlimited.</param>
+    /// <param name="inUseBytes">The address space the process had mapped (VmSize), in bytes.</param>
+    /// <param name="requestedBytes">The address space the operation needed, in bytes.</param>
+    public CowAddressSpaceExhaustedException(string message, long? limitBytes, long inUseBytes, long requestedBytes)
+        : base(message)
+    {
+        LimitBytes = limitBytes;
+        InUseBytes = inUseBytes;
+        RequestedBytes = requestedBytes;
+    }
+
+    /// <summary>The process's RLIMIT_AS in bytes when the operation failed; null if it is unlimited.</summary>
+    public long? LimitBytes { get; }
+
+    /// <summary>The address space the process had mapped (VmSize) when the operation failed, in bytes.</summary>
+    public long InUseBytes { get; }
+
+    /// <summary>The address space the operation needed, in bytes.</summary>
+    public long RequestedBytes { get; }
+}

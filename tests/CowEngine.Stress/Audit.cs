@@ -8,7 +8,8 @@ namespace CowEngine.Stress;
 /// <list type="number">
 /// <item>Every live view equals its model byte for byte; chains are consistent; frozen snapshots
 /// match their checksums.</item>
-/// <item>LiveViews equals the views the harness holds (abandoned snapshots were finalized).</item>
+/// <item>LiveViews equals the views the harness holds (abandoned snapshots are still alive, kept by
+/// their engine, and are disposed first).</item>
 /// <item>Slots: every page of every view has a slot, at position page % 512 of its chunk; the
 /// number of distinct slots the views reference equals SlotsInUse (nothing leaked, nothing freed
 /// twice); and each view's PrivatePages equals its pages whose slot no other page references
@@ -26,13 +27,14 @@ internal static unsafe class Audit
         Registry registry = context.Registry;
         CowMemoryEngine engine = context.Engine;
 
-        // Abandoned snapshots are disposed by their finalizers: let them run first.
+        // Abandoned snapshots must have survived the collections (the engine holds every live view);
+        // dispose them, after letting any finalizer that would wrongly release one run first.
         for (int i = 0; i < 2; i++)
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
         }
-        registry.ForgetAbandoned();
+        registry.DisposeAbandoned(when);
         List<ViewRecord> views = registry.All();
 
         foreach (ViewRecord record in views)

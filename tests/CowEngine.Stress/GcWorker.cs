@@ -6,7 +6,8 @@ namespace CowEngine.Stress;
 /// Keeps the garbage collector busy: allocates garbage and calls GC.Collect (every generation,
 /// blocking or not, compacting or not) in a loop, so that GCs suspend threads in the middle of
 /// copy-on-write faults and of engine calls. Now and then it also drops a snapshot without
-/// disposing it, so that the finalizer thread disposes views concurrently with everything else.
+/// disposing it: the engine must keep it alive through every collection (the lifetime contract),
+/// which the next checkpoint's audit checks before it disposes it.
 /// </summary>
 internal sealed class GcWorker : Worker
 {
@@ -66,13 +67,13 @@ internal sealed class GcWorker : Worker
     }
 
     /// <summary>
-    /// A snapshot nobody disposes: the finalizer thread will. Taken in the source's Snapshot mode,
+    /// A snapshot nobody references but its engine (the audit disposes it). Taken in the source's Snapshot mode,
     /// which keeps pipe reads off the source (the freeze would undo their PrepareForWrite).
     /// </summary>
     private void AbandonSnapshot()
     {
         Activity.Begin("pick view");
-        // Not too many at once: each may keep a disposed view's pages alive until it is finalized.
+        // Not too many at once: each keeps its pages until the next checkpoint disposes it.
         if (Context.Engine.GetStats().LiveViews - Registry.Count > 4)
             return;
         ViewRecord? source = Registry.Pick(Random);
@@ -84,8 +85,8 @@ internal sealed class GcWorker : Worker
         {
             if (source.Dead)
                 return;
-            Registry.Abandoned(source.Family);
-            SnapshotAndDrop(source.View, Random.Next(source.Family.PageCount));
+            Registry.Abandoning(source.Family);
+            Registry.Abandoned(SnapshotAndDrop(source.View, Random.Next(source.Family.PageCount)));
             SnapshotWorker.ClearDirty(source);
         }
         finally
@@ -96,10 +97,11 @@ internal sealed class GcWorker : Worker
 
     /// <summary>Not inlined, so no reference to the snapshot outlives this frame.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static unsafe void SnapshotAndDrop(CowView source, int pageToTouch)
+    private static unsafe WeakReference<CowView> SnapshotAndDrop(CowView source, int pageToTouch)
     {
         CowView snapshot = source.Snapshot();
-        // Map one page (a lazy first touch) so the finalizer has mappings to undo, too.
+        // Map one page (a lazy first touch) so the dispose has mappings to undo, too.
         _ = Volatile.Read(ref snapshot.Pointer[(long)pageToTouch * PageLayout.PageSize]);
+        return new WeakReference<CowView>(snapshot);
     }
 }

@@ -15,6 +15,7 @@ internal sealed class Registry
     private int _nextId;
     private long _pagesThatMayHoldSlots;
     private long _abandonedPages;
+    private readonly List<WeakReference<CowView>> _abandoned = new();
 
     public Registry(IReadOnlyList<Family> families, int viewsPerFamily)
     {
@@ -98,11 +99,41 @@ internal sealed class Registry
 
     public void Disposed(ViewRecord record) => Interlocked.Add(ref _pagesThatMayHoldSlots, -record.Family.PageCount);
 
-    /// <summary>A snapshot the GC thread dropped without disposing: its pages count until the next checkpoint.</summary>
-    public void Abandoned(Family family) => Interlocked.Add(ref _abandonedPages, family.PageCount);
+    /// <summary>
+    /// A snapshot the GC thread is about to drop without disposing: the engine keeps it alive (the
+    /// lifetime contract), so its pages count, from before it exists, until the next checkpoint disposes it.
+    /// </summary>
+    public void Abandoning(Family family) => Interlocked.Add(ref _abandonedPages, family.PageCount);
 
-    /// <summary>At a checkpoint, after the finalizers ran: abandoned snapshots hold nothing any more.</summary>
-    public void ForgetAbandoned() => Interlocked.Exchange(ref _abandonedPages, 0);
+    /// <summary>The snapshot announced by <see cref="Abandoning"/>, once made, for the checkpoint to check and dispose.</summary>
+    public void Abandoned(WeakReference<CowView> snapshot)
+    {
+        lock (_abandoned)
+            _abandoned.Add(snapshot);
+    }
+
+    /// <summary>
+    /// At a checkpoint, with every thread paused and after the finalizers ran: every abandoned
+    /// snapshot must still be alive and undisposed (a view of a live engine never goes to the
+    /// garbage collector), and is disposed now; then abandoned snapshots hold nothing any more.
+    /// </summary>
+    public void DisposeAbandoned(string when)
+    {
+        List<WeakReference<CowView>> abandoned;
+        lock (_abandoned)
+        {
+            abandoned = new List<WeakReference<CowView>>(_abandoned);
+            _abandoned.Clear();
+        }
+        foreach (WeakReference<CowView> reference in abandoned)
+        {
+            if (!reference.TryGetTarget(out CowView? snapshot) || snapshot.IsDisposed)
+                Report.Failure("abandoned-collected", $"{when}: a snapshot dropped without Dispose was released while its engine lives");
+            else
+                snapshot.Dispose();
+        }
+        Interlocked.Exchange(ref _abandonedPages, 0);
+    }
 
     /// <summary>A random live view that matches, or null.</summary>
     public ViewRecord? Pick(Random random, Func<ViewRecord, bool>? filter = null)

@@ -42,6 +42,8 @@ internal static unsafe partial class Program
             "sigbus-elsewhere" => SigbusElsewhere(withEngine: false),
             "sigbus-elsewhere-with-engine" => SigbusElsewhere(withEngine: true),
             "torn-saves" => TornSaves(),
+            "address-space-at-start" => AddressSpaceAtStart(),
+            "unreachable-engine" => UnreachableEngine(),
             var name when name.StartsWith("tgkill-", StringComparison.Ordinal) => SignalFromElsewhere(name),
             _ => UnknownScenario(args[0]),
         };

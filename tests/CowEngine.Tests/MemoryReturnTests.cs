@@ -70,34 +70,41 @@ public sealed class MemoryReturnTests
     }
 
     [Fact]
-    public void AnAbandonedSnapshotIsReclaimedByTheFinalizer()
+    public void AnAbandonedSnapshotIsKeptByItsEngineUntilTheEngineIsDisposed()
     {
-        // A view is a SafeHandle underneath: one that is dropped without Dispose must still give its
-        // pages back once the GC finalizes it, without harming its source.
-        using var engine = new CowMemoryEngine();
-        using CowView region = engine.CreateRegion(16 * PageSize);
+        // The lifetime contract (issue 14): the engine holds every view until it is disposed, so a
+        // snapshot dropped without Dispose keeps its pages - the garbage collector does not release
+        // it - its source is unharmed, and the engine's Dispose releases it.
+        var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(16 * PageSize);
         region.AsSpan().Fill(0x61);
-        AbandonAWrittenSnapshot(region);
+        WeakReference abandoned = AbandonAWrittenSnapshot(region);
         Assert.Equal(2, engine.GetStats().LiveViews);
+        long slots = engine.GetStats().SlotsInUse;
 
-        for (int attempt = 0; attempt < 10 && engine.GetStats().LiveViews > 1; attempt++)
+        for (int attempt = 0; attempt < 3; attempt++)
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
         }
         CowEngineStats after = engine.GetStats();
-        Assert.Equal(1, after.LiveViews);
-        Assert.Equal(16, after.SlotsInUse);
+        Assert.Equal(2, after.LiveViews);
+        Assert.Equal(slots, after.SlotsInUse);
+        Assert.True(after.SlotsInUse > 16, $"{after.SlotsInUse} slots: the region's 16 and the snapshot's copies");
         Assert.Equal(-1, region.AsSpan().IndexOfAnyExcept((byte)0x61));
+        Assert.True(abandoned.IsAlive);
+
+        engine.Dispose();
+        Assert.True(((CowView)abandoned.Target!).IsDisposed);
+        Assert.True(region.IsDisposed);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private static void AbandonAWrittenSnapshot(CowView region)
+    private static WeakReference AbandonAWrittenSnapshot(CowView region)
     {
         CowView snapshot = region.Snapshot();
         snapshot.AsSpan(0, 3 * PageSize).Fill(0x62);
-        // Abandoned on return, not before: a collection during Fill would finalize (unmap) it under the write.
-        GC.KeepAlive(snapshot);
+        return new WeakReference(snapshot);
     }
 
     [Fact]

@@ -78,7 +78,7 @@ internal sealed unsafe class EngineHandle : SafeHandle
         NativeMemory.Clear(table, (nuint)sizeof(CowEngineTable));
         try
         {
-            Errno.ThrowIfFailed(CowNative.MapPool(memfd.Fd, poolBytes, out nint pool), "mapping the slot pool");
+            Errno.ThrowIfReservationFailed(CowNative.MapPool(memfd.Fd, poolBytes, out nint pool), poolBytes, "mapping the slot pool");
             table->Pool = (byte*)pool;
             ulong slots = (ulong)chunkCapacity << CowConstants.ChunkSlotsShift;
             table->SlotRefcounts = (uint*)Allocate(tables, slots * sizeof(uint), "slot refcounts");
@@ -112,9 +112,40 @@ internal sealed unsafe class EngineHandle : SafeHandle
         }
     }
 
+    /// <summary>Leaves for a slot space of <paramref name="chunkCapacity"/> chunks: two per chunk, and some.</summary>
+    public static uint LeafCapacityFor(uint chunkCapacity) => (uint)Math.Min((ulong)chunkCapacity * 2 + 1024, int.MaxValue);
+
+    /// <summary>
+    /// The address space <see cref="Create"/> maps for a slot space of <paramref name="chunkCapacity"/>
+    /// chunks: the pool window (2 MiB per chunk) and the tables (about 6 KiB per chunk, plus the
+    /// live list and the reclaim queue). All of it counts against RLIMIT_AS, committed or not.
+    /// </summary>
+    public static ulong AddressSpaceBytes(uint chunkCapacity)
+    {
+        ulong chunks = chunkCapacity, leaves = LeafCapacityFor(chunkCapacity), page = CowConstants.PageSize - 1;
+        ulong[] parts =
+        [
+            chunks << CowConstants.SegmentShift,                     // pool window
+            (chunks << CowConstants.ChunkSlotsShift) * sizeof(uint), // slot refcounts
+            chunks * sizeof(uint),                                   // chunk table
+            chunks * sizeof(uint),                                   // chunk free list
+            leaves * sizeof(uint),                                   // leaf refcounts
+            leaves * CowConstants.LeafEntries * sizeof(uint),        // leaf table
+            leaves * sizeof(uint),                                   // leaf free list
+            leaves * sizeof(uint),                                   // leaf origins
+            leaves * 2 * sizeof(uint),                               // leaf holders
+            (ulong)ProcessTables.ViewCapacity * sizeof(uint),        // live view list
+            ReclaimQueueRuns * sizeof(ulong),                        // reclaim queue
+        ];
+        ulong total = 0;
+        foreach (ulong part in parts)
+            total += (part + page) & ~page; // each is its own mapping, rounded up to pages
+        return total;
+    }
+
     private static nint Allocate(List<(nint, ulong)> tables, ulong bytes, string what)
     {
-        Errno.ThrowIfFailed(CowNative.AllocateTable(bytes, out nint address), $"allocating the {what}");
+        Errno.ThrowIfReservationFailed(CowNative.AllocateTable(bytes, out nint address), bytes, $"allocating the {what}");
         tables.Add((address, bytes));
         return address;
     }

@@ -6,7 +6,9 @@ namespace CowEngine.Internal;
 /// <summary>
 /// Owns one entry of the process view table and the per-view arrays hanging off it. Every API call
 /// on a view holds a reference (SafeHandle add-ref), so the entry is disposed natively, its arrays
-/// freed and the entry recycled only after the last call in flight has returned.
+/// freed and the entry recycled only after the last call in flight has returned. Its finalizer
+/// releases a view only when the view's engine is unreachable too (the engine holds every live
+/// view): the safety net of the lifetime contract, never the normal way a view goes.
 /// </summary>
 internal sealed unsafe class ViewHandle : SafeHandle
 {
@@ -26,10 +28,14 @@ internal sealed unsafe class ViewHandle : SafeHandle
     public override bool IsInvalid => handle == 0;
 
     /// <summary>A FREE entry with its arrays, ready for cow_region_create or cow_view_snapshot.</summary>
-    public static ViewHandle Allocate(CowMemoryEngine engine, long pageCount)
+    /// <param name="engine">The engine the view will belong to.</param>
+    /// <param name="pageCount">The view's size in pages.</param>
+    /// <param name="operation">What the view is for, for an exception's message ("taking a snapshot").</param>
+    /// <exception cref="CowAddressSpaceExhaustedException">Under RLIMIT_AS the arena cannot hold the view.</exception>
+    public static ViewHandle Allocate(CowMemoryEngine engine, long pageCount, string operation = "creating a view")
     {
         long segments = (pageCount + CowConstants.SegmentPages - 1) >> CowConstants.SegmentPagesShift;
-        CowViewEntry* entry = ProcessTables.RentEntry(segments);
+        CowViewEntry* entry = ProcessTables.RentEntry(segments, operation);
         var view = new ViewHandle(engine, entry, segments);
         bool success = false;
         try

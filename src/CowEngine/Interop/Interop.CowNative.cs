@@ -84,8 +84,10 @@ internal static unsafe partial class CowNative
     [LibraryImport(Library, EntryPoint = "cow_os_close")]
     public static partial int Close(int fd);
 
+    /// <summary>PROT_NONE address space: wherever the kernel finds room when <paramref name="address"/> is 0
+    /// (then set to it), else exactly there (EEXIST if anything is mapped there).</summary>
     [LibraryImport(Library, EntryPoint = "cow_os_reserve")]
-    public static partial int Reserve(ulong size, ulong alignment, out nint address);
+    public static partial int Reserve(ulong size, ulong alignment, ref nint address);
 
     [LibraryImport(Library, EntryPoint = "cow_os_allocate_table")]
     public static partial int AllocateTable(ulong size, out nint address);

@@ -169,12 +169,12 @@ static void test_a_group_over_the_budget_is_refused_whole(void)
 }
 
 /* ---- the cut with writer threads ----
- * Two threads write a counter into both views, one A then B, the other B then A. Snapshots of the
- * members taken one after another fail this at once when the writers run between them (checked with
- * a build that pauses 30 us between members: round 0 or 1); without a pause the window is shorter
- * than a writer's copy fault, so only a real cut passes reliably. */
+ * Two threads write a counter into views A and B, one A then B, the other B then A; a third keeps
+ * writing every fourth page of a view M that lies between them in the group, so that M's freeze
+ * takes a while. Snapshots of the members taken one after another then leave the counter writers
+ * M's freeze between A's and B's: a build doing that failed this test in its first rounds. */
 
-enum { CutRounds = 300, Writers = 2 };
+enum { CutRounds = 400, Writers = 2, MiddlePages = 2048 };
 
 typedef struct cut_writer {
     cow_view_t *first, *second; /* writes its counter in `first`, then the same value in `second` */
@@ -201,42 +201,54 @@ static void *cut_writer_run(void *argument)
     return NULL;
 }
 
+static void *scatter_writer_run(void *argument)
+{
+    cut_writer_t *w = argument;
+    for (uint64_t n = 1; !*w->stop; n++)
+        for (uint64_t page = 0; page < MiddlePages && !*w->stop; page += 4)
+            *counter(w->first, page << COW_PAGE_SHIFT) = n;
+    return NULL;
+}
+
 static void test_group_snapshots_taken_while_threads_write_are_consistent_cuts(void)
 {
     cow_engine_t *engine = harness_engine(256, 0);
-    cow_view_t *a = harness_view(engine, 64), *b = harness_view(engine, 64);
-    CHECK(cow_region_create(a, 0) == 0 && cow_region_create(b, 0) == 0, "regions");
+    cow_view_t *a = harness_view(engine, 64), *m = harness_view(engine, MiddlePages), *b = harness_view(engine, 64);
+    CHECK(cow_region_create(a, 0) == 0 && cow_region_create(m, 0) == 0 && cow_region_create(b, 0) == 0, "regions");
     volatile int stop = 0;
     /* Writer 0 writes A then B, writer 1 B then A; their counters are on different pages. */
-    cut_writer_t writers[Writers] = {{a, b, 0, &stop, 0}, {b, a, 8 * COW_PAGE_SIZE + 64, &stop, 0}};
-    pthread_t threads[Writers];
-    for (int w = 0; w < Writers; w++)
-        CHECK(pthread_create(&threads[w], NULL, cut_writer_run, &writers[w]) == 0, "pthread_create");
-    cow_view_t *sources[2] = {a, b};
+    cut_writer_t writers[Writers + 1] = {
+        {a, b, 0, &stop, 0}, {b, a, 8 * COW_PAGE_SIZE + 64, &stop, 0}, {m, m, 0, &stop, 0}};
+    pthread_t threads[Writers + 1];
+    for (int w = 0; w <= Writers; w++)
+        CHECK(pthread_create(&threads[w], NULL, w < Writers ? cut_writer_run : scatter_writer_run, &writers[w]) == 0,
+              "pthread_create");
+    cow_view_t *sources[3] = {a, m, b};
     int failures_before = harness_failures;
     for (int round = 0; round < CutRounds && harness_failures == failures_before; round++) {
-        cow_view_t *targets[2] = {harness_view(engine, 64), harness_view(engine, 64)};
-        CHECK(cow_views_snapshot(sources, targets, 2) == 0, "round %d", round);
+        cow_view_t *targets[3] = {harness_view(engine, 64), harness_view(engine, MiddlePages),
+                                  harness_view(engine, 64)};
+        CHECK(cow_views_snapshot(sources, targets, 3) == 0, "round %d", round);
         for (int w = 0; w < Writers; w++) {
-            uint64_t first = *counter(w == 0 ? targets[0] : targets[1], writers[w].offset);
-            uint64_t second = *counter(w == 0 ? targets[1] : targets[0], writers[w].offset);
+            uint64_t first = *counter(w == 0 ? targets[0] : targets[2], writers[w].offset);
+            uint64_t second = *counter(w == 0 ? targets[2] : targets[0], writers[w].offset);
             /* Written first, then second: a cut holds second <= first <= second + 1. */
             CHECK(second <= first && first <= second + 1,
                   "round %d, writer %d: the cut holds %" PRIu64 " in the view it writes first and %" PRIu64
                   " in the other",
                   round, w, first, second);
         }
-        free_views(targets, 2);
+        free_views(targets, 3);
     }
     stop = 1;
-    for (int w = 0; w < Writers; w++)
+    for (int w = 0; w <= Writers; w++)
         pthread_join(threads[w], NULL);
     for (int w = 0; w < Writers; w++)
         CHECK(*counter(writers[w].first, writers[w].offset) == writers[w].written &&
                   *counter(writers[w].second, writers[w].offset) == writers[w].written,
               "writer %d: no write lost", w);
-    cow_view_t *regions[2] = {a, b};
-    free_views(regions, 2);
+    cow_view_t *regions[3] = {a, m, b};
+    free_views(regions, 3);
     harness_engine_free(engine);
 }
 

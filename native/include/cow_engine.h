@@ -283,6 +283,24 @@ COW_API int cow_region_create(cow_view_t *view, int track_writes);
  * Consistent cut: writes that completed before the call are in both, later writes in neither. */
 COW_API int cow_view_snapshot(cow_view_t *source, cow_view_t *target);
 
+/* Makes each targets[i] a snapshot of sources[i], all at ONE consistent cut: a write to any source
+ * that completed before the call is in its target, and a write not yet completed lands after the cut
+ * in every source - so no target holds a write while another target lacks one that happened before it
+ * (on the same thread, or on a thread that saw it). Snapshotting the sources one after another would
+ * not give that: a thread writing A then B could land its B write in B's snapshot and miss A's.
+ * Requirements (else EINVAL, nothing changed): count >= 1; every source LIVE and every target FREE,
+ * all of one engine; targets[i] has the page_count of sources[i]; no view appears twice in either
+ * array or in both. How: the sources' write locks are taken in view-index order (the order of every
+ * multi-view lock, docs/design.md), then every source is frozen, the engine's budget checked for
+ * 2 * count mappings, every target given its source's leaves, and only then are the locks released:
+ * writers faulting on any source meanwhile wait. Costs the sum of the single snapshots; the sources'
+ * writers pause for the whole call. Failure (EDQUOT after four attempts to make room, or a
+ * protection call failing: ENOMEM): every target is still FREE (untouched), every source keeps its
+ * contents, stays writable where it was prepared for writing (pinned), and keeps reporting its dirty
+ * pages; some of the sources' written pages are left write-protected (the next write to each is a
+ * protection fault, nothing more). */
+COW_API int cow_views_snapshot(cow_view_t *const *sources, cow_view_t *const *targets, uint32_t count);
+
 /* Makes `view` hold exactly the contents of `source` (same engine and page_count). A differing page
  * the view owns alone gets the source's bytes copied into it (it keeps its slot, write-protected);
  * the rest of a differing segment takes the source's leaf (unmapped, mapped again on first touch).

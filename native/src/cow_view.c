@@ -246,32 +246,60 @@ int cow_region_create(cow_view_t *view, int track_writes)
     return 0;
 }
 
-/* ---- snapshot ---- */
+/* ---- snapshot: of one view, or of several at one consistent cut ---- */
 
-/* One attempt: EDQUOT when eviction under the source's write lock (which only tries other locks)
- * could not make room; the caller then makes room without holding locks and tries again. */
-static int cow_view_snapshot_once(cow_view_t *source, cow_view_t *target)
+/* Whether no view appears twice among the sources and targets (a source locked twice would deadlock;
+ * a target made twice would leak the first). */
+static int cow_views_are_distinct(cow_view_t *const *sources, cow_view_t *const *targets, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++)
+        for (uint32_t j = 0; j < count; j++)
+            if ((j > i && (sources[i] == sources[j] || targets[i] == targets[j])) || sources[i] == targets[j])
+                return 0;
+    return 1;
+}
+
+/* Write-locks every source in view-index order (docs/design.md, locking protocol: every operation that
+ * locks several views takes them in that order, so two of them can never wait for each other). The
+ * next one is found by a scan for the least index above the last one taken: no memory is needed, and
+ * groups are small. Distinct entries of the view table have distinct indices. */
+static void cow_sources_lock(cow_view_t *const *sources, uint32_t count)
+{
+    uint32_t last = 0;
+    for (uint32_t k = 0; k < count; k++) {
+        cow_view_t *next = NULL;
+        for (uint32_t i = 0; i < count; i++)
+            if ((k == 0 || sources[i]->index > last) && (next == NULL || sources[i]->index < next->index))
+                next = sources[i];
+        cow_write_lock(&next->lock);
+        last = next->index;
+    }
+}
+
+static void cow_sources_unlock(cow_view_t *const *sources, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++)
+        cow_write_unlock(&sources[i]->lock);
+}
+
+/* Room for `needed` mappings while holding the write locks of every source. Eviction with a view's
+ * write lock held only tries other views' locks (so it skips the other sources, whose locks we hold)
+ * and then evicts that view's own segments: asking once per held view lets it reach all of them. */
+static int cow_sources_make_room(cow_engine_t *engine, cow_view_t *const *sources, uint32_t count, int64_t needed)
+{
+    int error = EDQUOT;
+    for (uint32_t i = 0; i < count && error == EDQUOT; i++) {
+        cow_budget_holder_t holding = {COW_HOLDING_VIEW, sources[i], 0};
+        error = cow_budget_make_room(engine, needed, &holding);
+    }
+    return error;
+}
+
+/* The part of a snapshot that cannot fail: the frozen source's leaves are shared with the target.
+ * Caller holds the source's write lock; the target goes LIVE afterwards (cow_view_go_live). */
+static void cow_snapshot_share(cow_view_t *source, cow_view_t *target)
 {
     cow_engine_t *engine = source->engine;
-    cow_budget_holder_t nothing = {COW_HOLDING_NOTHING, NULL, 0}, holding = {COW_HOLDING_VIEW, source, 0};
-    (void)cow_budget_make_room(engine, 2, &nothing); /* a first pass: the decision is taken under the lock */
-    cow_write_lock(&source->lock);
-    if (source->state != COW_VIEW_LIVE) {
-        cow_write_unlock(&source->lock);
-        return EINVAL;
-    }
-    /* Freezing only merges mappings, so it comes first; the target then needs one PROT_NONE run and
-     * a gap. */
-    int error = cow_view_freeze(source, 0);
-    if (error == 0) {
-        error = cow_budget_make_room(engine, 2, &holding);
-        if (error != 0)
-            cow_unfreeze_pinned(source);
-    }
-    if (error != 0) {
-        cow_write_unlock(&source->lock); /* frozen, but its dirty pages are still reported */
-        return error;
-    }
     cow_start_interval(source);
     for (uint32_t g = 0; g < source->segment_count; g++) {
         target->leaves[g] = source->leaves[g];
@@ -288,20 +316,70 @@ static int cow_view_snapshot_once(cow_view_t *source, cow_view_t *target)
     cow_view_set_base(source, target);
     cow_view_set_base(target, source);
     cow_add(&engine->snapshots, 1u);
-    cow_write_unlock(&source->lock);
-    cow_view_go_live(target);
+}
+
+/* One attempt: EDQUOT when eviction under the sources' write locks (which only tries other locks)
+ * could not make room; the caller then makes room without holding locks and tries again.
+ *
+ * The cut: every source is write-locked before any is frozen, and none is unlocked before all are
+ * shared. A write to a source either completed before that source's freeze returned (it is in the
+ * slots the target shares) or faults after it and waits for the source's lock, which is released
+ * only after every freeze: so it completes after the whole cut, and so does everything its thread
+ * (or any thread that saw it) does next. No write can be in one target while an earlier one is not. */
+static int cow_views_snapshot_once(cow_view_t *const *sources, cow_view_t *const *targets, uint32_t count)
+{
+    cow_engine_t *engine = sources[0]->engine;
+    int64_t needed = 2 * (int64_t)count; /* per target: one PROT_NONE run and a gap */
+    cow_budget_holder_t nothing = {COW_HOLDING_NOTHING, NULL, 0};
+    (void)cow_budget_make_room(engine, needed, &nothing); /* a first pass: the decision is taken under the locks */
+    cow_sources_lock(sources, count);
+    int error = 0;
+    for (uint32_t i = 0; i < count; i++)
+        if (sources[i]->state != COW_VIEW_LIVE)
+            error = EINVAL;
+    /* Freezing only merges mappings, so it comes first; the targets then need their runs and gaps. */
+    uint32_t frozen = 0; /* sources whose freeze was attempted */
+    while (error == 0 && frozen < count)
+        error = cow_view_freeze(sources[frozen++], 0);
+    if (error == 0)
+        error = cow_sources_make_room(engine, sources, count, needed);
+    if (error != 0) {
+        /* Frozen (their dirty pages are still reported), contents untouched, no target changed. */
+        for (uint32_t i = 0; i < frozen; i++)
+            cow_unfreeze_pinned(sources[i]);
+        cow_sources_unlock(sources, count);
+        return error;
+    }
+    for (uint32_t i = 0; i < count; i++)
+        cow_snapshot_share(sources[i], targets[i]);
+    cow_sources_unlock(sources, count);
+    for (uint32_t i = 0; i < count; i++)
+        cow_view_go_live(targets[i]);
     return 0;
+}
+
+int cow_views_snapshot(cow_view_t *const *sources, cow_view_t *const *targets, uint32_t count)
+{
+    if (count == 0 || sources == NULL || targets == NULL)
+        return EINVAL;
+    for (uint32_t i = 0; i < count; i++)
+        if (sources[i] == NULL || targets[i] == NULL || !cow_view_shape_is_valid(sources[i]) ||
+            !cow_view_shape_is_valid(targets[i]) || sources[i]->engine != sources[0]->engine ||
+            targets[i]->engine != sources[0]->engine || sources[i]->page_count != targets[i]->page_count ||
+            cow_load_acquire(&targets[i]->state) == COW_VIEW_LIVE)
+            return EINVAL;
+    if (!cow_views_are_distinct(sources, targets, count))
+        return EINVAL;
+    int error = EDQUOT;
+    for (int attempt = 0; attempt < COW_ROOM_ATTEMPTS && error == EDQUOT; attempt++)
+        error = cow_views_snapshot_once(sources, targets, count);
+    return error;
 }
 
 int cow_view_snapshot(cow_view_t *source, cow_view_t *target)
 {
-    if (!cow_view_shape_is_valid(source) || !cow_view_shape_is_valid(target) || source->engine != target->engine ||
-        source->page_count != target->page_count || cow_load_acquire(&target->state) == COW_VIEW_LIVE)
-        return EINVAL;
-    int error = EDQUOT;
-    for (int attempt = 0; attempt < COW_ROOM_ATTEMPTS && error == EDQUOT; attempt++)
-        error = cow_view_snapshot_once(source, target);
-    return error;
+    /* A snapshot of one view is a group of one: one code path for both. */
+    return cow_views_snapshot(&source, &target, 1);
 }
 
 /* ---- dispose ---- */

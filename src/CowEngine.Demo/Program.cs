@@ -14,7 +14,9 @@
 //     the pages that changed; not timed) and loaded back at the end.
 //  2. in plain memory: a save is a memcpy of the whole state into a buffer, a rollback a memcpy back.
 // Both are timed end to end, simulation steps included, and must end in byte-identical worlds after
-// the same decisions. Deterministic: the output is the same on every run, except the timings.
+// the same decisions. Then a rewind buffer (CowRewindBuffer) keeps a frame per step of a new fire in
+// the engine's world; the world rewinds 40 frames and plays them again, which must end in the same
+// bytes. Deterministic: the output is the same on every run, except the timings.
 //
 // While it runs:  dotnet-counters monitor --counters CowEngine -n CowEngine.Demo
 using System.Diagnostics;
@@ -131,9 +133,18 @@ Console.WriteLine();
 Console.WriteLine($"Saved {checkpoints.Files.Count} checkpoints: one full file of {fullFileBytes / MiB:N0} MiB, then {checkpoints.Files.Count - 1} files of changed");
 Console.WriteLine($"pages ({(savedBytes - fullFileBytes) / MiB:N1} MiB in all). Loaded the chain back in {loadClock.ElapsedMilliseconds:N0} ms: {(chainIdentical ? "identical to the world" : "DIFFERENT from the world")}.");
 
+// A rewind buffer on the engine's world: a new fire burns for a while, a frame per step; rewind, replay.
+RewindResult rewind = Rewind.Run(engine, engineRun.View, forest, strike: Rounds + 1);
+Console.WriteLine();
+Console.WriteLine($"Rewind: a new fire burnt for {rewind.Frames} steps, one frame captured per step into a CowRewindBuffer of {rewind.Kept}");
+Console.WriteLine($"(the oldest {rewind.Frames - rewind.Kept} dropped; the frame counter kept with each frame as its payload). A step wrote {rewind.PagesCopied / rewind.Frames:N0} pages");
+Console.WriteLine($"that a frame shared (each copied on its first write); a capture, which write-protects them again, took {rewind.CaptureTime.TotalMilliseconds / rewind.Frames:N1} ms;");
+Console.WriteLine($"the engine's memory grew by {rewind.HeldMiB:N0} MiB (the frames' old copies of those pages). Rewound {Rewind.Back} frames to frame {rewind.RewoundTo}");
+Console.WriteLine($"in {rewind.RewindTime.TotalMilliseconds:N1} ms (the {Rewind.Back} frames after it dropped) and played the steps again: the world is {(rewind.Identical ? "identical to the first time" : "DIFFERENT from the first time")}.");
+
 checkpoints.Dispose();
 Directory.Delete(saveDirectory, recursive: true);
-return chainIdentical && decisionsAgree && worldsIdentical ? 0 : 1;
+return chainIdentical && decisionsAgree && worldsIdentical && rewind.Identical ? 0 : 1;
 
 static string Seconds(TimeSpan time) => time.TotalSeconds >= 1 ? $"{time.TotalSeconds:N2} s" : $"{time.TotalMilliseconds:N0} ms";
 

@@ -6,23 +6,30 @@ using CowEngine.Benchmarks.Native;
 namespace CowEngine.Benchmarks.Scenarios;
 
 /// <summary>
-/// Scenario 9 (issue 13): an emulator's rewind buffer. A state of 64 KiB or 64 MiB, fully written
-/// once; then frame after frame: write m random pages (one byte each; m = 4 for 64 KiB, 16 for
-/// 64 MiB: a fresh set of distinct pages per frame, the same sequence for engine and baseline),
-/// save the frame, and keep the last 600; every 100th frame also rewinds: the state goes back to
-/// the frame saved 50 frames earlier, and the loop continues from there (the saved frames after it
-/// stay in the buffer).
+/// Scenario 9 (issues 13, 14): an emulator's rewind buffer. A state of 64 KiB or 64 MiB, fully
+/// written once; then frame after frame (a tick): write m random pages (one byte each; m = 4 for
+/// 64 KiB, 16 for 64 MiB: a fresh set of distinct pages per tick, the same sequence for every
+/// variant), save the frame, and keep the last 600; on every 100th tick (ticks 50, 150, ...) the
+/// state also rewinds to the frame saved 50 frames before the newest, and, as an emulator's rewind
+/// does (and <see cref="CowRewindBuffer"/>), the 50 newer frames are dropped: the loop saves its
+/// next frame after the one it rewound to. So 550 to 600 frames are kept, 600 at the end of every
+/// measured invocation.
 /// Engine: saving is <c>region.Snapshot()</c>, and once 600 are kept the oldest is disposed; the
-/// rewind is <c>region.RestoreTo(snapshot of frame f - 50)</c>. One continuous run per state, as in
-/// an emulator: the engine and region are made once (global setup), the first 600 frames (filling
-/// the buffer) run in the global setup, and each measured invocation runs the next 1,000 frames,
-/// with 600 snapshots alive throughout; Mean is per frame (OperationsPerInvoke), writes included.
-/// Every Snapshot, Dispose and RestoreTo call of the whole run - the 600 filling frames, the
+/// rewind is <c>region.RestoreTo(snapshot 50 back)</c> and a <c>Dispose()</c> of each of the 50
+/// newer snapshots. RewindBuffer: the same loop through <see cref="CowRewindBuffer"/> (capacity 600):
+/// <c>Capture()</c> per tick, <c>RewindTo(50)</c>; its Snapshot columns time Capture (the snapshot
+/// and, once full, the dispose of the oldest), its RestoreTo columns RewindTo (the restore and the
+/// disposal of the 50 dropped frames); it has no Dispose column. One continuous run per state, as in
+/// an emulator: the engine and region are made once (global setup), the first 2,000 ticks run in the
+/// global setup (the buffer is full from tick 1,100 on), and each measured invocation runs the next
+/// 1,000 ticks; Mean is per tick (OperationsPerInvoke), writes included.
+/// Every Snapshot, Dispose and RestoreTo call of the whole run - the 2,000 setup ticks, the
 /// jitting, warm-up and measured invocations, the very first call of each - is timed on its own
 /// (Stopwatch.GetTimestamp around the call) and reported as p50, p99, max and first call
 /// (interpolated percentiles over all calls). The managed wrappers are JIT-compiled beforehand on a
-/// throwaway engine (a snapshot, a write, a restore, a dispose), so a first call measures the
-/// engine, not the JIT. Frame_p50/p99 is the whole frame, writes included.
+/// throwaway engine (a snapshot, a write, a restore, a dispose, a rewind buffer's capture and
+/// rewind), so a first call measures the engine, not the JIT. Frame_p50/p99 is the whole tick,
+/// writes included.
 /// CopyRing (the baseline): every frame copies the whole state into the next buffer of a ring of
 /// 600 saved copies (a memcpy), and a rewind copies the saved copy of frame f - 50 back. Its
 /// "Snapshot" columns time the copy in and its "RestoreTo" columns the copy back (it has nothing to
@@ -31,8 +38,8 @@ namespace CowEngine.Benchmarks.Scenarios;
 /// its cost is the same (each copy is 64 MiB, far larger than any cache, into resident memory);
 /// its memory (600 copies) is computed. At 64 KiB the ring is real (600 buffers, 37.5 MiB). The
 /// ring's buffers are written once before the run, so the copies do not pay first-touch faults.
-/// The baseline's run starts at frame 601 (filling its ring costs what every later frame costs).
-/// Memory, read after each measured invocation with 600 snapshots alive (median): Data_MiB = the
+/// The baseline's run starts with its ring full (filling it costs what every later frame costs).
+/// Memory, read after each measured invocation with 600 frames kept (median): Data_MiB = the
 /// engine's pool (CommittedBytes: the live state and every page only snapshots hold), or for the
 /// ring 601 states (the live one and 600 copies); HeldBySaved_MiB = Data minus the live state: what
 /// the 600 saved frames cost in data; Tables_MiB = the engine's other memory: the growth of this
@@ -47,6 +54,9 @@ public unsafe class RewindBufferBenchmarks
     public const int RewindEvery = 100;
     public const int RewindDistance = 50;
     public const int FramesPerInvoke = 1000;
+
+    /// <summary>Ticks run in the global setup: the buffer is full (600) from tick 1,100 on.</summary>
+    public const int SetupTicks = 2000;
 
     /// <summary>Frames whose page sets are drawn up front (later frames reuse them, in order).</summary>
     private const int FrameSets = 16384;
@@ -85,11 +95,14 @@ public unsafe class RewindBufferBenchmarks
     private CowMemoryEngine? _engine;
     private CowView? _region;
     private CowView?[] _ring = [];
+    private CowRewindBuffer? _buffer;
     private PrivateMemory? _state;
     private PrivateMemory? _copies;
     private int _ringBuffers;
     private uint[] _sequence = [];
-    private long _frame;
+    private long _tick;   // ticks run: the write sequence and the rewind schedule
+    private long _newest; // the newest saved frame's number on the timeline (it goes back on a rewind)
+    private int _kept;    // frames kept
     private byte _value;
     private LatencySamples _snapshot = new(0);
     private LatencySamples _dispose = new(0);
@@ -114,8 +127,8 @@ public unsafe class RewindBufferBenchmarks
     private void Prepare()
     {
         _sequence = RandomPageSource.Sequence(StatePages, PagesPerFrame, FrameSets, seed: 9);
-        _frame = 0;
-        // Room for every call of a run (the 600 filling frames and ~10 invocations), allocated
+        _tick = _newest = _kept = 0;
+        // Room for every call of a run (the 2,000 setup ticks and ~10 invocations), allocated
         // now: nothing is allocated inside the timed frames but the engine's own objects.
         const int capacity = 16 * 1024;
         _snapshot = new LatencySamples(capacity);
@@ -124,9 +137,9 @@ public unsafe class RewindBufferBenchmarks
         _frames = new LatencySamples(capacity);
     }
 
-    private void WritePages(byte* state, long frame, byte value)
+    private void WritePages(byte* state, long tick, byte value)
     {
-        int start = (int)(frame % FrameSets) * PagesPerFrame;
+        int start = (int)(tick % FrameSets) * PagesPerFrame;
         for (int i = 0; i < PagesPerFrame; i++)
             state[(nint)_sequence[start + i] * Pages.Size] = value;
     }
@@ -146,7 +159,7 @@ public unsafe class RewindBufferBenchmarks
         _region = _engine.CreateRegion(Bytes);
         Pages.WriteRange(_region.Pointer, 0, StatePages, 1);
         _ring = new CowView?[Kept];
-        for (int i = 0; i < Kept; i++)
+        for (int i = 0; i < SetupTicks; i++)
             EngineFrame();
     }
 
@@ -162,6 +175,25 @@ public unsafe class RewindBufferBenchmarks
         region.RestoreTo(first);
         first.Dispose();
         second.Dispose();
+        using var buffer = new CowRewindBuffer(region, 2);
+        for (int i = 0; i < 3; i++)
+        {
+            Pages.WriteRange(region.Pointer, 0, 1, (byte)i);
+            buffer.Capture();
+        }
+        buffer.RewindTo(1);
+    }
+
+    /// <summary>Whether this tick rewinds: ticks 50, 150, ..., once more than 50 frames are kept.</summary>
+    private bool RewindsNow(long tick) => tick % RewindEvery == RewindEvery / 2 && _kept > RewindDistance;
+
+    /// <summary>One more frame saved on the timeline: its ring slot (which holds the oldest frame once 600 are kept).</summary>
+    private int NextSlot()
+    {
+        _newest++;
+        if (_kept < Kept)
+            _kept++;
+        return (int)(_newest % Kept);
     }
 
     [Benchmark(OperationsPerInvoke = FramesPerInvoke)]
@@ -173,17 +205,17 @@ public unsafe class RewindBufferBenchmarks
 
     private void EngineFrame()
     {
-        long frame = ++_frame;
+        long tick = ++_tick;
         CowView region = _region!;
         long start = Ticks;
-        WritePages(region.Pointer, frame, ++_value);
+        WritePages(region.Pointer, tick, ++_value);
 
         long before = Ticks;
         CowView snapshot = region.Snapshot();
         long after = Ticks;
         _snapshot.Add(after - before);
 
-        int slot = (int)(frame % Kept);
+        int slot = NextSlot();
         CowView? oldest = _ring[slot];
         _ring[slot] = snapshot;
         if (oldest is not null)
@@ -194,13 +226,24 @@ public unsafe class RewindBufferBenchmarks
             _dispose.Add(after - before);
         }
 
-        if (frame % RewindEvery == 0)
+        if (RewindsNow(tick))
         {
-            CowView target = _ring[(int)((frame - RewindDistance) % Kept)]!;
+            CowView target = _ring[(int)((_newest - RewindDistance) % Kept)]!;
             before = Ticks;
             region.RestoreTo(target);
             after = Ticks;
             _restore.Add(after - before);
+            for (int i = 0; i < RewindDistance; i++) // the newer frames are dropped
+            {
+                int newer = (int)(_newest-- % Kept);
+                CowView dropped = _ring[newer]!;
+                _ring[newer] = null;
+                before = Ticks;
+                dropped.Dispose();
+                after = Ticks;
+                _dispose.Add(after - before);
+            }
+            _kept -= RewindDistance;
         }
         _frames.Add(after - start);
     }
@@ -230,6 +273,81 @@ public unsafe class RewindBufferBenchmarks
         _region = null;
     }
 
+    // ---- the engine through CowRewindBuffer ----
+
+    [GlobalSetup(Target = nameof(RewindBuffer_Frames))]
+    public void RewindBufferGlobalSetup()
+    {
+        Prepare();
+        WarmUpManagedCode();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        _memoryBefore = MemoryProbe.Read();
+        _engine = new CowMemoryEngine();
+        _region = _engine.CreateRegion(Bytes);
+        Pages.WriteRange(_region.Pointer, 0, StatePages, 1);
+        _buffer = new CowRewindBuffer(_region, Kept);
+        for (int i = 0; i < SetupTicks; i++)
+            RewindBufferFrame();
+    }
+
+    [Benchmark(OperationsPerInvoke = FramesPerInvoke)]
+    public void RewindBuffer_Frames()
+    {
+        for (int i = 0; i < FramesPerInvoke; i++)
+            RewindBufferFrame();
+    }
+
+    private void RewindBufferFrame()
+    {
+        long tick = ++_tick;
+        CowRewindBuffer buffer = _buffer!;
+        long start = Ticks;
+        WritePages(_region!.Pointer, tick, ++_value);
+
+        long before = Ticks;
+        buffer.Capture();
+        long after = Ticks;
+        _snapshot.Add(after - before);
+        if (_kept < Kept)
+            _kept++;
+
+        if (RewindsNow(tick))
+        {
+            before = Ticks;
+            buffer.RewindTo(RewindDistance);
+            after = Ticks;
+            _restore.Add(after - before);
+            _kept -= RewindDistance;
+        }
+        _frames.Add(after - start);
+    }
+
+    [IterationCleanup(Target = nameof(RewindBuffer_Frames))]
+    public void RewindBufferIterationCleanup()
+    {
+        string method = nameof(RewindBuffer_Frames);
+        CowEngineStats stats = _engine!.GetStats();
+        ProcessMemory growth = MemoryProbe.Read() - _memoryBefore;
+        ReportedMetrics.Record(this, method, "KeptSaved", _buffer!.Count);
+        ReportedMetrics.Record(this, method, "Data_MiB", stats.CommittedBytes / (double)BenchSettings.MiB);
+        ReportedMetrics.Record(this, method, "HeldBySaved_MiB", (stats.CommittedBytes - Bytes) / (double)BenchSettings.MiB);
+        ReportedMetrics.Record(this, method, "Tables_MiB", (growth.PssAnon + growth.PageTables) / (double)BenchSettings.MiB);
+        WriteProtectionColumn.Record(this, method, _engine);
+    }
+
+    [GlobalCleanup(Target = nameof(RewindBuffer_Frames))]
+    public void RewindBufferGlobalCleanup()
+    {
+        RecordLatencies(nameof(RewindBuffer_Frames));
+        _buffer?.Dispose();
+        _buffer = null;
+        _engine?.Dispose();
+        _engine = null;
+        _region = null;
+    }
+
     // ---- baseline: a ring of whole copies ----
 
     [GlobalSetup(Target = nameof(CopyRing_Frames))]
@@ -240,7 +358,9 @@ public unsafe class RewindBufferBenchmarks
         _state = PrivateMemory.Allocate(Bytes, touch: false);
         Pages.WriteRange(_state.Pointer, 0, StatePages, 1);
         _copies = PrivateMemory.Allocate(Bytes * _ringBuffers, touch: true);
-        _frame = Kept;
+        // The same point of the schedule as the engine's measured ticks: after the setup ticks, full.
+        _tick = SetupTicks;
+        _newest = _kept = Kept;
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = FramesPerInvoke)]
@@ -254,22 +374,25 @@ public unsafe class RewindBufferBenchmarks
 
     private void CopyRingFrame()
     {
-        long frame = ++_frame;
+        long tick = ++_tick;
         byte* state = _state!.Pointer;
         long start = Ticks;
-        WritePages(state, frame, ++_value);
+        WritePages(state, tick, ++_value);
 
+        NextSlot();
         long before = Ticks;
-        Buffer.MemoryCopy(state, Copy(frame), Bytes, Bytes);
+        Buffer.MemoryCopy(state, Copy(_newest), Bytes, Bytes);
         long after = Ticks;
         _snapshot.Add(after - before);
 
-        if (frame % RewindEvery == 0)
+        if (RewindsNow(tick))
         {
             before = Ticks;
-            Buffer.MemoryCopy(Copy(frame - RewindDistance), state, Bytes, Bytes);
+            Buffer.MemoryCopy(Copy(_newest - RewindDistance), state, Bytes, Bytes);
             after = Ticks;
             _restore.Add(after - before);
+            _newest -= RewindDistance; // the newer copies are dropped: nothing to free
+            _kept -= RewindDistance;
         }
         _frames.Add(after - start);
     }
@@ -278,7 +401,7 @@ public unsafe class RewindBufferBenchmarks
     public void CopyRingIterationCleanup()
     {
         string method = nameof(CopyRing_Frames);
-        ReportedMetrics.Record(this, method, "KeptSaved", Math.Min(Kept, _frame));
+        ReportedMetrics.Record(this, method, "KeptSaved", _kept);
         ReportedMetrics.Record(this, method, "Data_MiB", (Kept + 1) * Bytes / (double)BenchSettings.MiB);
         ReportedMetrics.Record(this, method, "HeldBySaved_MiB", Kept * Bytes / (double)BenchSettings.MiB);
         ReportedMetrics.Record(this, method, "RingBuffers", _ringBuffers);

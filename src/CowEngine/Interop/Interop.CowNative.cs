@@ -50,6 +50,11 @@ internal static unsafe partial class CowNative
     [LibraryImport(Library, EntryPoint = "cow_view_snapshot")]
     public static partial int ViewSnapshot(ViewHandle source, ViewHandle target);
 
+    // Raw entries: an array of SafeHandles cannot be marshalled. The caller (CowViewGroup) holds a
+    // reference on every source handle for the call and owns the fresh target handles.
+    [LibraryImport(Library, EntryPoint = "cow_views_snapshot")]
+    public static partial int ViewsSnapshot(CowViewEntry** sources, CowViewEntry** targets, uint count);
+
     [LibraryImport(Library, EntryPoint = "cow_view_restore")]
     public static partial int ViewRestore(ViewHandle view, ViewHandle source);
 

@@ -892,11 +892,13 @@ REWIND_CALLS = (("Snapshot", "Snapshot()", "copy into the ring"), ("Dispose", "D
 def scenario9(rows, goals):
     out = ["### 9. Rewind buffer: a snapshot per frame, 600 kept",
            "An emulator's frame loop on a 64 KiB state (m = 4 pages written per frame) and a 64 MiB state "
-           "(m = 16): write m random pages, save the frame, keep the last 600; every 100th frame also rewinds to "
-           "the frame saved 50 frames earlier and goes on from there. *Engine*: `Snapshot()` per frame, `Dispose()` "
-           "of the oldest once 600 are kept, `RestoreTo` the snapshot of frame f - 50; one continuous run per "
-           "state (the first 600 frames fill the buffer before the measurement, then 1,000 frames per "
-           "iteration with 600 snapshots alive). *Copy ring*: a memcpy of the whole state into a ring of 600 "
+           "(m = 16): write m random pages, save the frame, keep the last 600; on every 100th tick the state also "
+           "rewinds to the frame saved 50 frames before the newest and the 50 newer frames are dropped, as an "
+           "emulator's rewind does (the next frame is saved after the one rewound to). *Engine*: `Snapshot()` per "
+           "frame, `Dispose()` of the oldest once 600 are kept, `RestoreTo` the snapshot 50 back and `Dispose()` of "
+           "the 50 newer ones; *RewindBuffer*: the same loop through `CowRewindBuffer` (`Capture()`, `RewindTo(50)`); "
+           "one continuous run per state (2,000 ticks before the measurement, then 1,000 per iteration, 600 frames "
+           "kept at the end of each). *Copy ring*: a memcpy of the whole state into a ring of 600 "
            "saved copies per frame, and one copied back on a rewind (at 64 MiB the ring reuses 16 real buffers: "
            "600 copies, 37.5 GiB, do not fit the machine; its memory below is 600 copies, computed). Per frame: "
            "the median of the iterations' mean per frame, writes included. Memory, with 600 snapshots alive: "
@@ -907,7 +909,7 @@ def scenario9(rows, goals):
         goals.append(("(13) rewind buffer: p99 of Snapshot, Dispose and RestoreTo within 3x of p50; per frame, "
                       "the engine no more than the copy ring", "not run", "n/a"))
         return out + [NOT_RUN]
-    e_m, r_m = "Engine_Frames", "CopyRing_Frames"
+    e_m, r_m, b_m = "Engine_Frames", "CopyRing_Frames", "RewindBuffer_Frames"
     body = []
     states = param_values(rows, "StateKiB")
     for state in states:
@@ -915,11 +917,11 @@ def scenario9(rows, goals):
         r = median_us(rows, r_m, StateKiB=state)
         g = lambda method, name: metric(rows, method, name, StateKiB=state)
         body.append([fmt_kib(state), fmt_num(g(e_m, "PagesPerFrame") or g(r_m, "PagesPerFrame"), 0),
-                     t_or_fail(rows, e_m, StateKiB=state), fmt_time(r), fmt_x(ratio(e, r)),
+                     t_or_fail(rows, e_m, StateKiB=state), t_or_fail(rows, b_m, StateKiB=state), fmt_time(r), fmt_x(ratio(e, r)),
                      fmt_num(g(e_m, "Data_MiB"), 2), fmt_num(g(e_m, "HeldBySaved_MiB"), 2),
                      fmt_num(g(e_m, "Tables_MiB"), 2), fmt_num(g(r_m, "HeldBySaved_MiB"), 1),
                      fmt_num(g(r_m, "RingBuffers"), 0)])
-    out.append(table(["State", "m", "Engine per frame", "Copy ring per frame", "engine / ring",
+    out.append(table(["State", "m", "Engine per frame", "CowRewindBuffer per frame", "Copy ring per frame", "engine / ring",
                       "Engine data MiB", "held by the 600 snapshots MiB", "engine tables MiB",
                       "ring: 600 copies MiB", "ring: real buffers"], body))
     out.append("Latency of each call, every call of the engine's run counted, its first call included (the "

@@ -68,7 +68,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         (WriteProtection, UserfaultfdHandle? userfaultfd) = UserfaultfdHandle.Choose(options.WriteProtection, Logger);
         Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget, (uint)FaultAroundPages,
             userfaultfd);
-        Reclaimer = new SlotReclaimer(Handle);
+        Reclaimer = new SlotReclaimer(Handle, Logger);
         _ = ProcessTables.Table; // installs the handler on first use
         Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, MaxMapCount, WriteProtection);
         CowMetrics.Register(this);
@@ -128,6 +128,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         int error = CowNative.RegionCreate(handle, trackWrites ? 1 : 0);
         if (error != 0)
         {
+            if ((handle.Entry->Flags & CowConstants.ViewRangeKept) != 0)
+                OnViewLeaked(() => Log.RegionUndoFailed(Logger, Errno.NameOf(error)));
             handle.Dispose();
             throw Errno.ToException(error, "creating a region", this);
         }
@@ -144,7 +146,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         try
         {
             CowEngineTable* table = Handle.Table;
-            Reclaimer.Drain(); // memory waiting to be given back is not "in use"
+            // Memory waiting to be given back is not "in use". A run whose hole punch fails stays in
+            // use (SlotsInUse and CommittedBytes count it) until the reclaimer's retry succeeds.
+            Reclaimer.Drain();
             Errno.ThrowIfFailed(CowNative.FileAllocatedBytes(Handle.Memfd, out ulong committed), "reading the pool's size (fstat)");
             return new CowEngineStats(
                 LiveViews: LiveViewCount,
@@ -228,5 +232,19 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         Reclaimer.Signal();
     }
 
-    internal void OnViewDisposeFailed(int error) => Log.ViewDisposeFailed(Logger, Errno.NameOf(error));
+    internal void OnViewDisposeFailed(int error) => OnViewLeaked(() => Log.ViewDisposeFailed(Logger, Errno.NameOf(error)));
+
+    /// <summary>
+    /// Views whose range could not be unmapped (a failed dispose, or a failed region creation that
+    /// could not undo its mapping): their slots stay in use and their ranges are never reused. For tests.
+    /// </summary>
+    internal long LeakedViews => Interlocked.Read(ref _leakedViews);
+
+    private long _leakedViews;
+
+    private void OnViewLeaked(Action log)
+    {
+        Interlocked.Increment(ref _leakedViews);
+        log();
+    }
 }

@@ -184,6 +184,7 @@ public sealed unsafe class CowView : IDisposable
     /// <param name="other">A live view of the same engine and size.</param>
     /// <exception cref="ArgumentException">The other view belongs to another engine or has another size.</exception>
     /// <exception cref="ObjectDisposedException">Either view is disposed.</exception>
+    /// <exception cref="CowSystemException">mincore(2), which tells whether a page is in memory, failed; nothing changed.</exception>
     public CowPageSet GetChangedPages(CowView other)
     {
         ArgumentNullException.ThrowIfNull(other);
@@ -206,6 +207,8 @@ public sealed unsafe class CowView : IDisposable
     /// view's size. The next write to each returned page costs one engine fault (an mprotect, no copy).
     /// </summary>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    /// <exception cref="CowSystemException">Write-protecting the pages failed; the pages stay dirty (the next call reports them).</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The kernel refused the protection change (ENOMEM, vm.max_map_count); the pages stay dirty.</exception>
     public CowPageSet TakeDirtyPages()
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);

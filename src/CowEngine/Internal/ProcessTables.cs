@@ -46,20 +46,47 @@ internal static unsafe class ProcessTables
 
     private static CowProcessTable* Create()
     {
-        Errno.ThrowIfFailed(CowNative.Reserve(ArenaSize, (ulong)CowConstants.SegmentSize, out nint arena),
-            "reserving the view arena");
-        Errno.ThrowIfFailed(CowNative.AllocateTable((ulong)ArenaSegments * sizeof(uint), out nint directory),
-            "allocating the view directory");
-        Errno.ThrowIfFailed(CowNative.AllocateTable((ulong)ViewCapacity * (ulong)sizeof(CowViewEntry), out nint views),
-            "allocating the view table");
-        var table = (CowProcessTable*)NativeMemory.AllocZeroed((nuint)sizeof(CowProcessTable));
-        table->ArenaBase = (ulong)arena;
-        table->ArenaSize = ArenaSize;
-        table->Directory = (uint*)directory;
-        table->Views = (CowViewEntry*)views;
-        table->ViewCapacity = ViewCapacity;
-        Errno.ThrowIfFailed(CowNative.Install(table), "installing the SIGSEGV handler");
-        return table;
+        // A step that fails gives back what the steps before it took: the next engine tries again from
+        // scratch, and a 32 TiB reservation left behind each time would soon use up the address space.
+        var taken = new List<(nint Address, ulong Bytes)>();
+        try
+        {
+            nint arena = Take(taken, CowNative.Reserve(ArenaSize, (ulong)CowConstants.SegmentSize, out nint a), a, ArenaSize,
+                "reserving the view arena");
+            ulong directoryBytes = (ulong)ArenaSegments * sizeof(uint);
+            nint directory = Take(taken, CowNative.AllocateTable(directoryBytes, out nint d), d, directoryBytes,
+                "allocating the view directory");
+            ulong viewBytes = (ulong)ViewCapacity * (ulong)sizeof(CowViewEntry);
+            nint views = Take(taken, CowNative.AllocateTable(viewBytes, out nint v), v, viewBytes, "allocating the view table");
+            var table = (CowProcessTable*)NativeMemory.AllocZeroed((nuint)sizeof(CowProcessTable));
+            table->ArenaBase = (ulong)arena;
+            table->ArenaSize = ArenaSize;
+            table->Directory = (uint*)directory;
+            table->Views = (CowViewEntry*)views;
+            table->ViewCapacity = ViewCapacity;
+            int error = CowNative.Install(table);
+            if (error != 0)
+            {
+                // The handler may already know the tables (cow_install can fail after registering
+                // them): they are kept, not freed under it.
+                taken.Clear();
+                throw Errno.ToException(error, "installing the SIGSEGV handler");
+            }
+            return table;
+        }
+        catch
+        {
+            foreach (var (address, bytes) in taken)
+                CowNative.Release(address, bytes);
+            throw;
+        }
+    }
+
+    private static nint Take(List<(nint, ulong)> taken, int error, nint address, ulong bytes, string operation)
+    {
+        Errno.ThrowIfFailed(error, operation);
+        taken.Add((address, bytes));
+        return address;
     }
 
     /// <summary>

@@ -50,15 +50,20 @@ static void cow_line_add_error(cow_line_t *line, int error)
         cow_line_add_number(line, (uint64_t)error, 10);
 }
 
-void cow_die_in_fault(uint64_t address, int error, int failed_call)
+static const char *cow_call_name(int failed_call)
 {
     static const char *const calls[] = {"a system call",      "mmap", "mprotect", "slot allocation", "UFFDIO_REGISTER",
                                         "UFFDIO_WRITEPROTECT"};
+    return failed_call >= 0 && failed_call <= COW_CALL_UFFD_WRITEPROTECT ? calls[failed_call] : calls[0];
+}
+
+void cow_die_in_fault(uint64_t address, int error, int failed_call)
+{
     cow_line_t line = {.length = 0};
     cow_line_add(&line, "CowEngine: fatal: cannot resolve a copy-on-write fault at ");
     cow_line_add_number(&line, address, 16);
     cow_line_add(&line, ": ");
-    cow_line_add(&line, failed_call >= 0 && failed_call <= COW_CALL_UFFD_WRITEPROTECT ? calls[failed_call] : calls[0]);
+    cow_line_add(&line, cow_call_name(failed_call));
     cow_line_add(&line, " failed with ");
     cow_line_add_error(&line, error);
     if (failed_call == COW_CALL_ALLOCATE)
@@ -70,14 +75,20 @@ void cow_die_in_fault(uint64_t address, int error, int failed_call)
     abort();
 }
 
-void cow_die_mapping_unknown(uint64_t address, int error)
+void cow_die_mapping_unknown(uint64_t address, int failed_call, int error, int reset_error)
 {
     cow_line_t line = {.length = 0};
     cow_line_add(&line, "CowEngine: fatal: cannot restore the pages at ");
     cow_line_add_number(&line, address, 16);
-    cow_line_add(&line, " after a failed mapping call: mmap(PROT_NONE) failed with ");
+    cow_line_add(&line, ": ");
+    cow_line_add(&line, cow_call_name(failed_call));
+    cow_line_add(&line, " failed with ");
     cow_line_add_error(&line, error);
-    cow_line_add(&line, ", so what they map is unknown");
+    cow_line_add(&line, " after their mmap, then mmap(PROT_NONE) failed with ");
+    cow_line_add_error(&line, reset_error);
+    if (reset_error == ENOMEM)
+        cow_line_add(&line, " (the process has reached vm.max_map_count mappings)");
+    cow_line_add(&line, "; what they map is unknown");
     cow_line_write(&line);
     abort();
 }

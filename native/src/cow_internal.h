@@ -248,9 +248,11 @@ COW_INTERNAL void cow_segment_unlock(cow_segment_guard_t *guard);
 
 /* The fault at `address` cannot be resolved: one line naming the call and its cause, then abort(). */
 COW_INTERNAL __attribute__((noreturn)) void cow_die_in_fault(uint64_t address, int error, int failed_call);
-/* A clean-up after a failed mapping call was refused too: what the range at `address` maps is unknown
- * (perhaps a slot about to be reused), so no later access could be trusted. One line, then abort(). */
-COW_INTERNAL __attribute__((noreturn)) void cow_die_mapping_unknown(uint64_t address, int error);
+/* `failed_call` failed with `error` after the mmap of the range at `address` had replaced its mapping,
+ * and making it PROT_NONE again failed with `reset_error`: what the range maps is unknown (perhaps a
+ * slot about to be reused), so no later access could be trusted. One line, then abort(). */
+COW_INTERNAL __attribute__((noreturn)) void cow_die_mapping_unknown(uint64_t address, int failed_call, int error,
+                                                                    int reset_error);
 /* One line on stderr: `address` lies in the range of view `view_index`, which was disposed. */
 COW_INTERNAL void cow_report_use_after_dispose(uint64_t address, uint32_t view_index);
 

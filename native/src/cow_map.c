@@ -105,17 +105,23 @@ static inline int cow_needs_mmap(cow_view_t *view, uint64_t page, uint64_t first
     return !cow_is_mapped(view, page) || (slots != NULL && slots[page - first] != *cow_entry_of(view, page));
 }
 
-/* After a failed mapping call the old mapping of the range may be gone (mmap(MAP_FIXED) can remove it
- * before it fails, and a userfaultfd mapping is undone when its registration fails): the range is made
- * PROT_NONE and recorded as unmapped - its contents are still in the page table, mapped again on the
- * next touch. If even that is refused (again and again), what the range maps is unknown - perhaps a
- * slot about to be freed - and no later access could be trusted: the process ends, naming the cause. */
-static void cow_map_forget(cow_view_t *view, uint64_t start, uint64_t end)
+/* After a failed mapping call (`failed_call`, which failed with `error`) the old mapping of the range may
+ * be gone (mmap(MAP_FIXED) can remove it before it fails): the range is made PROT_NONE and recorded as
+ * unmapped - its contents are still in the page table, mapped again on the next touch. If even that is
+ * refused (again and again; at vm.max_map_count it needs a split too):
+ *   - the mmap itself failed: the kernel refused before replacing anything (the map count is checked
+ *     first), so the old mapping is still there, as the bits say;
+ *   - a later step failed (a userfaultfd registration or protection after the mmap): the range maps
+ *     the new slot, which the caller is about to free, unprotected. No later access could be trusted:
+ *     the process ends, naming both failures. */
+static void cow_map_forget(cow_view_t *view, uint64_t start, uint64_t end, int failed_call, int error)
 {
     int64_t before = cow_map_boundaries(view, start, end);
-    int error = cow_os_reset_fixed(cow_page_address(view, start), (end - start) << COW_PAGE_SHIFT);
-    if (error != 0)
-        cow_die_mapping_unknown(cow_page_address(view, start), error);
+    int reset_error = cow_os_reset_fixed(cow_page_address(view, start), (end - start) << COW_PAGE_SHIFT);
+    if (reset_error != 0 && failed_call == COW_CALL_MMAP)
+        return;
+    if (reset_error != 0)
+        cow_die_mapping_unknown(cow_page_address(view, start), failed_call, error, reset_error);
     for (uint64_t p = start; p < end; p++) {
         cow_bit_clear(view->mapped_bits, p);
         cow_bit_clear(view->writable_bits, p);
@@ -137,7 +143,7 @@ static int cow_map_run(cow_view_t *view, uint64_t start, uint64_t end, int class
         error = protector->map(view, start, end, class, cow_target_slot(view, start, first, slots), populate,
                                failed_call_out);
         if (error != 0)
-            cow_map_forget(view, start, end);
+            cow_map_forget(view, start, end, *failed_call_out, error);
     } else {
         error = class == COW_CLASS_WRITE ? protector->unprotect(view, start, end, failed_call_out)
                                          : protector->protect(view, start, end, failed_call_out);
@@ -188,7 +194,7 @@ int cow_map_refresh(cow_view_t *view, uint64_t page, int *failed_call_out)
     int64_t before = cow_map_boundaries(view, page, page + 1);
     int error = cow_protector_of(view)->map(view, page, page + 1, class, cow_slot_of(view, page), 0, failed_call_out);
     if (error != 0) {
-        cow_map_forget(view, page, page + 1);
+        cow_map_forget(view, page, page + 1, *failed_call_out, error);
         return error;
     }
     cow_mappings_add(view, cow_map_boundaries(view, page, page + 1) - before);

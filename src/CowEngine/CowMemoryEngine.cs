@@ -33,6 +33,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     /// <param name="options">Limits and logging; null for the defaults.</param>
     /// <exception cref="ArgumentOutOfRangeException">A limit is not positive or not page-aligned.</exception>
     /// <exception cref="CowSystemException">The memfd, the pool mapping or a table could not be created.</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping with ENOMEM (vm.max_map_count, or no address
+    /// space left); its CowSystemException is the inner exception.</exception>
     /// <exception cref="PlatformNotSupportedException">Not Linux x64; or <see cref="CowWriteProtection.Userfaultfd"/>
     /// was asked for and the kernel refuses it (the message says why).</exception>
     /// <exception cref="ArgumentException">COWENGINE_WRITE_PROTECTION holds something else than a mechanism's name.</exception>
@@ -65,11 +67,13 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         FaultAroundPages = options.FaultAroundPages ?? DefaultFaultAroundPages;
         if (FaultAroundPages < 1 || FaultAroundPages > MaxFaultAroundPages)
             throw new ArgumentOutOfRangeException(nameof(options), FaultAroundPages, $"FaultAroundPages must be between 1 and {MaxFaultAroundPages}.");
+        // The process tables first (installing the handler on first use): if they cannot be made, no
+        // engine state exists yet that would have to be given back.
+        _ = ProcessTables.Table;
         (WriteProtection, UserfaultfdHandle? userfaultfd) = UserfaultfdHandle.Choose(options.WriteProtection, Logger);
         Handle = EngineHandle.Create((ulong)(capacity / PageSize), chunkCapacity, leafCapacity, MappingBudget, (uint)FaultAroundPages,
             userfaultfd);
         Reclaimer = new SlotReclaimer(Handle, Logger);
-        _ = ProcessTables.Table; // installs the handler on first use
         Log.EngineCreated(Logger, capacity, chunkCapacity, MappingBudget, MaxMapCount, WriteProtection);
         CowMetrics.Register(this);
     }

@@ -231,6 +231,7 @@ public sealed unsafe class CowView : IDisposable
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     /// <exception cref="CowCapacityExceededException">No slot was left for a copy; pages before it were prepared.</exception>
     /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count); pages before it were prepared.</exception>
+    /// <exception cref="CowSystemException">Another system call failed; pages before it were prepared, no contents changed.</exception>
     public void PrepareForWrite(long offset, long length) =>
         PreparePages(offset, length, &CowNative.ViewPrepareWrite, "preparing pages for writing");
 
@@ -245,6 +246,7 @@ public sealed unsafe class CowView : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count).</exception>
+    /// <exception cref="CowSystemException">Another system call failed; pages before it were prepared.</exception>
     public void PrepareForRead(long offset, long length) =>
         PreparePages(offset, length, &CowNative.ViewPrepareRead, "preparing pages for reading");
 

@@ -42,6 +42,7 @@ internal static unsafe partial class Program
             "sigbus-elsewhere" => SigbusElsewhere(withEngine: false),
             "sigbus-elsewhere-with-engine" => SigbusElsewhere(withEngine: true),
             var name when name.StartsWith("tgkill-", StringComparison.Ordinal) => SignalFromElsewhere(name),
+            var name when name.StartsWith("inject-", StringComparison.Ordinal) => InjectionScenario(name),
             _ => UnknownScenario(args[0]),
         };
     }

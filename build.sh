@@ -21,7 +21,8 @@
 #                             docs untouched; COWENGINE_WRITE_PROTECTION=userfaultfd before it runs
 #                             them with userfaultfd, results in BenchmarkDotNet.Artifacts/[quick/]userfaultfd
 #   ./build.sh pack           build, then pack the NuGet package into artifacts/packages/
-#   ./build.sh stress [--minutes N] [--seed S] [--threads N]  build, then the stress run (1 min default; docs/reliability.md),
+#   ./build.sh stress [--minutes N] [--seed S] [--threads N] [--inject-rate N]  build, then the stress run
+#                             (1 min default; --inject-rate: N of every million system calls fail; docs/reliability.md),
 #                             then the long form of the files-that-tear tests (tests/scripts/torn-files.sh, 7-12 min)
 #   ./build.sh clean          remove all build output
 set -euo pipefail

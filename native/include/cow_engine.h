@@ -85,6 +85,10 @@ extern "C" {
 
 /* cow_view_t.flags */
 #define COW_VIEW_EXACT_WRITES 1u /* a region made with track_writes: faults never resolve pages ahead */
+/* Set by a cow_region_create that failed and could not unmap what it had mapped: the range still
+ * maps slots, which stay in use; the owner must never hand the range out again. The owner clears
+ * the flags of an entry it rents. */
+#define COW_VIEW_RANGE_KEPT 2u
 
 /* Directory entry flag: the view (index + 1 in the low bits) owning this segment was disposed. */
 #define COW_DIRECTORY_DISPOSED 0x80000000u
@@ -265,9 +269,11 @@ COW_API int64_t cow_engine_mapping_count(const cow_engine_t *engine);
 
 /* Punches the holes of every slot run that dispose and restore queued (they defer it, so that
  * giving memory back does not lengthen the call that freed it), then makes those slots free.
- * Returns the number of slots reclaimed. Called by the owner's background reclaimer, and by the
- * engine itself when it needs slots. Safe from any thread, any time. */
-COW_API uint64_t cow_engine_reclaim(cow_engine_t *engine);
+ * *reclaimed_out (may be NULL) receives the number of slots reclaimed. Returns 0, or the errno of the
+ * first punch (fallocate) that failed: that run stays queued, its slots in use, for the next call.
+ * Called by the owner's background reclaimer, and by the engine itself when it needs slots. Safe
+ * from any thread, any time. */
+COW_API int cow_engine_reclaim(cow_engine_t *engine, uint64_t *reclaimed_out);
 
 /* ---- views (each is one native call, so a GC never stops one halfway) ---- */
 
@@ -313,7 +319,8 @@ COW_API int cow_view_restore(cow_view_t *view, cow_view_t *source);
  * where one slot is not in memory (it is not read: that would allocate it). Only pages whose slots
  * differ can differ, and only those are compared: segments that share a leaf are skipped, and when one view is
  * the other's base (a snapshot and its source, a view and what it was last restored to) only the
- * pages changed since, so the cost follows what differs, not the views' size. */
+ * pages changed since, so the cost follows what differs, not the views' size. If mincore fails
+ * (after retrying EAGAIN), returns its errno and *count_out 0 (the bits are then meaningless). */
 COW_API int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *count_out);
 
 /* Get and reset: copies into bits_out the pages made writable since the view was created (if it

@@ -8,6 +8,12 @@
  * reused only when it reads 0, so a late hole punch can never destroy data written after reuse.
  * A chunk's live count includes its punching slots, so a chunk returns to the free list only after
  * every hole in it has been punched.
+ *
+ * A punch that fails (after cow_os_punch's retries of EINTR) leaves its slots PUNCHING - still in
+ * use, never handed out - and their run waits in the reclaim queue for the next reclaim, which tries
+ * again: a slot must read zero when a new region takes it, which only the punch makes sure of. Only
+ * if the queue has no room are the slots zeroed through the pool window and freed at once (their
+ * memory then stays committed until they are freed again).
  */
 #include "cow_internal.h"
 
@@ -30,11 +36,11 @@ void cow_batch_begin_deferred(cow_release_batch_t *batch, cow_engine_t *engine)
     batch->deferred = engine->reclaim_capacity != 0;
 }
 
-/* Punches a run of PUNCHING slots, then makes them free. */
-static int cow_reclaim_run(cow_engine_t *engine, uint64_t first, uint64_t count)
+static int cow_reclaim_push(cow_engine_t *engine, uint64_t first, uint64_t count);
+
+/* Makes a run of PUNCHING slots (whose memory is gone, or zeroed) free. */
+static void cow_reclaim_free(cow_engine_t *engine, uint64_t first, uint64_t count)
 {
-    /* A failed punch only keeps memory committed; the slots are free either way. */
-    int error = cow_os_punch(engine->memfd, first << COW_PAGE_SHIFT, count << COW_PAGE_SHIFT);
     cow_release_batch_t unused;
     cow_batch_begin(&unused, engine);
     for (uint64_t slot = first; slot < first + count; slot++) {
@@ -42,6 +48,18 @@ static int cow_reclaim_run(cow_engine_t *engine, uint64_t first, uint64_t count)
         cow_chunk_release(&unused, (uint32_t)(slot >> COW_CHUNK_SLOTS_SHIFT));
     }
     cow_sub(&engine->slots_in_use, count);
+}
+
+/* Punches a run of PUNCHING slots, then makes them free; if the punch fails, queues the run for the
+ * next reclaim instead (see the top of this file). Returns the punch's error. */
+static int cow_reclaim_run(cow_engine_t *engine, uint64_t first, uint64_t count)
+{
+    int error = cow_os_punch(engine->memfd, first << COW_PAGE_SHIFT, count << COW_PAGE_SHIFT);
+    if (error != 0 && cow_reclaim_push(engine, first, count))
+        return error;
+    if (error != 0)
+        memset(engine->pool + (first << COW_PAGE_SHIFT), 0, count << COW_PAGE_SHIFT);
+    cow_reclaim_free(engine, first, count);
     return error;
 }
 
@@ -60,27 +78,35 @@ static int cow_reclaim_push(cow_engine_t *engine, uint64_t first, uint64_t count
     return queued;
 }
 
-uint64_t cow_engine_reclaim(cow_engine_t *engine)
+int cow_engine_reclaim(cow_engine_t *engine, uint64_t *reclaimed_out)
 {
-    if (engine->reclaim_capacity == 0)
-        return 0;
     uint64_t reclaimed = 0;
-    /* One reclaimer at a time: a caller that must see everything reclaimed (statistics, a failed
-     * allocation) waits for the runs another thread has taken but not yet finished. */
-    cow_spin_lock(&engine->reclaim_owner);
-    for (;;) {
+    int first_error = 0;
+    if (engine->reclaim_capacity != 0) {
+        /* One reclaimer at a time: a caller that must see everything reclaimed (statistics, a failed
+         * allocation) waits for the runs another thread has taken but not yet finished. */
+        cow_spin_lock(&engine->reclaim_owner);
         cow_spin_lock(&engine->reclaim_lock);
-        if (engine->reclaim_head == engine->reclaim_tail) {
-            cow_spin_unlock(&engine->reclaim_lock);
-            cow_spin_unlock(&engine->reclaim_owner);
-            return reclaimed;
-        }
-        uint64_t entry = engine->reclaim_ring[engine->reclaim_head & (engine->reclaim_capacity - 1)];
-        engine->reclaim_head++;
+        /* The runs queued now, each once: a run whose punch fails goes back to the end of the queue,
+         * for the next call, and must not be taken again by this one. */
+        uint32_t pending = engine->reclaim_tail - engine->reclaim_head;
         cow_spin_unlock(&engine->reclaim_lock);
-        cow_reclaim_run(engine, entry >> 32, entry & 0xFFFFFFFFu);
-        reclaimed += entry & 0xFFFFFFFFu;
+        for (uint32_t i = 0; i < pending; i++) {
+            cow_spin_lock(&engine->reclaim_lock);
+            uint64_t entry = engine->reclaim_ring[engine->reclaim_head & (engine->reclaim_capacity - 1)];
+            engine->reclaim_head++;
+            cow_spin_unlock(&engine->reclaim_lock);
+            int error = cow_reclaim_run(engine, entry >> 32, entry & 0xFFFFFFFFu);
+            if (error == 0)
+                reclaimed += entry & 0xFFFFFFFFu;
+            else if (first_error == 0)
+                first_error = error;
+        }
+        cow_spin_unlock(&engine->reclaim_owner);
     }
+    if (reclaimed_out != NULL)
+        *reclaimed_out = reclaimed;
+    return first_error;
 }
 
 int cow_batch_flush(cow_release_batch_t *batch)
@@ -220,7 +246,10 @@ int cow_slots_reserve(cow_engine_t *engine, uint64_t count)
             return 0;
         cow_sub(&engine->slots_in_use, count);
         /* Slots waiting in the reclaim queue still count: reclaim them now, then try again. */
-        if (attempt == 0 && cow_engine_reclaim(engine) == 0)
+        uint64_t reclaimed = 0;
+        if (attempt == 0)
+            (void)cow_engine_reclaim(engine, &reclaimed); /* a failed punch keeps its run queued */
+        if (reclaimed == 0)
             break;
     }
     return ENOSPC;
@@ -243,8 +272,12 @@ int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release_batch_t *bat
         cow_load_acquire(&engine->slot_refcounts[((uint64_t)chunk << COW_CHUNK_SLOTS_SHIFT) + position]) != 0) {
         uint32_t fresh;
         error = cow_chunks_allocate(engine, 1, &fresh);
-        if (error == ENOSPC && cow_engine_reclaim(engine) != 0) /* queued slots may free chunks */
-            error = cow_chunks_allocate(engine, 1, &fresh);
+        if (error == ENOSPC) { /* queued slots may free chunks */
+            uint64_t reclaimed = 0;
+            (void)cow_engine_reclaim(engine, &reclaimed);
+            if (reclaimed != 0)
+                error = cow_chunks_allocate(engine, 1, &fresh);
+        }
         if (error != 0) {
             cow_sub(&engine->slots_in_use, 1u);
             return error;
@@ -285,13 +318,24 @@ int cow_engine_init(cow_engine_t *engine)
     return 0;
 }
 
-int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b)
+int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b, int *error_out)
 {
     if (a == b)
         return 0;
     uint8_t *page_a = engine->pool + ((uint64_t)a << COW_PAGE_SHIFT);
     uint8_t *page_b = engine->pool + ((uint64_t)b << COW_PAGE_SHIFT);
-    if (!cow_os_is_resident(page_a) || !cow_os_is_resident(page_b))
+    int resident_a = 0, resident_b = 0;
+    int error = cow_os_is_resident(page_a, &resident_a);
+    if (error == 0 && resident_a)
+        error = cow_os_is_resident(page_b, &resident_b);
+    if (error != 0) {
+        /* Not knowing is no reason to call equal bytes different (a restore's copy-back leaves such
+         * pages): compare them. */
+        if (error_out != NULL && *error_out == 0)
+            *error_out = error;
+        return memcmp(page_a, page_b, COW_PAGE_SIZE) != 0;
+    }
+    if (!resident_a || !resident_b)
         return 1;
     return memcmp(page_a, page_b, COW_PAGE_SIZE) != 0;
 }
@@ -302,7 +346,10 @@ int cow_slot_copy_if_differs(cow_engine_t *engine, uint32_t to, uint32_t from)
         return 0;
     uint8_t *target = engine->pool + ((uint64_t)to << COW_PAGE_SHIFT);
     const uint8_t *source = engine->pool + ((uint64_t)from << COW_PAGE_SHIFT);
-    if (cow_os_is_resident(source) && memcmp(target, source, COW_PAGE_SIZE) == 0)
+    int resident = 0;
+    int error = cow_os_is_resident(source, &resident);
+    /* Residency unknown: comparing is right, at worst it allocates `source`. */
+    if ((error != 0 || resident) && memcmp(target, source, COW_PAGE_SIZE) == 0)
         return 0;
     /* Copied even when `from` is not in memory (reading it allocates it): afterwards both slots are in
      * memory with equal bytes, so a later diff can compare them instead of reporting them unread. */

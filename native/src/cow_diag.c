@@ -42,24 +42,53 @@ static void cow_line_write(cow_line_t *line)
     (void)ignored;
 }
 
+static void cow_line_add_error(cow_line_t *line, int error)
+{
+    const char *name = strerrorname_np(error);
+    cow_line_add(line, name != NULL ? name : "errno ");
+    if (name == NULL)
+        cow_line_add_number(line, (uint64_t)error, 10);
+}
+
+static const char *cow_call_name(int failed_call)
+{
+    static const char *const calls[] = {"a system call",      "mmap", "mprotect", "slot allocation", "UFFDIO_REGISTER",
+                                        "UFFDIO_WRITEPROTECT"};
+    return failed_call >= 0 && failed_call <= COW_CALL_UFFD_WRITEPROTECT ? calls[failed_call] : calls[0];
+}
+
 void cow_die_in_fault(uint64_t address, int error, int failed_call)
 {
-    static const char *const calls[] = {"", "mmap", "mprotect", "slot allocation"};
     cow_line_t line = {.length = 0};
     cow_line_add(&line, "CowEngine: fatal: cannot resolve a copy-on-write fault at ");
     cow_line_add_number(&line, address, 16);
     cow_line_add(&line, ": ");
-    cow_line_add(&line, calls[failed_call]);
+    cow_line_add(&line, cow_call_name(failed_call));
     cow_line_add(&line, " failed with ");
-    const char *name = strerrorname_np(error);
-    cow_line_add(&line, name != NULL ? name : "errno ");
-    if (name == NULL)
-        cow_line_add_number(&line, (uint64_t)error, 10);
+    cow_line_add_error(&line, error);
     if (failed_call == COW_CALL_ALLOCATE)
         cow_line_add(&line, " (the engine's capacity, chunk space or leaf table is exhausted: raise "
                             "CowEngineOptions.CapacityBytes)");
-    else if (error == ENOMEM)
+    else if (error == ENOMEM && (failed_call == COW_CALL_MMAP || failed_call == COW_CALL_MPROTECT))
         cow_line_add(&line, " (the process has reached vm.max_map_count mappings)");
+    cow_line_write(&line);
+    abort();
+}
+
+void cow_die_mapping_unknown(uint64_t address, int failed_call, int error, int reset_error)
+{
+    cow_line_t line = {.length = 0};
+    cow_line_add(&line, "CowEngine: fatal: cannot restore the pages at ");
+    cow_line_add_number(&line, address, 16);
+    cow_line_add(&line, ": ");
+    cow_line_add(&line, cow_call_name(failed_call));
+    cow_line_add(&line, " failed with ");
+    cow_line_add_error(&line, error);
+    cow_line_add(&line, " after their mmap, then mmap(PROT_NONE) failed with ");
+    cow_line_add_error(&line, reset_error);
+    if (reset_error == ENOMEM)
+        cow_line_add(&line, " (the process has reached vm.max_map_count mappings)");
+    cow_line_add(&line, "; what they map is unknown");
     cow_line_write(&line);
     abort();
 }

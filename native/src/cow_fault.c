@@ -53,7 +53,7 @@ static int cow_fault_resolve_page(cow_view_t *view, uint64_t page, int is_write,
     result->failed_call = COW_CALL_MMAP;
     result->copies = 0;
     if (!is_write)
-        return cow_resolve_read(view, page);
+        return cow_resolve_read(view, page, &result->failed_call);
     return cow_resolve_write(view, page, ahead, COW_RESOLVE_FAULT, guard, result);
 }
 
@@ -110,11 +110,13 @@ static void cow_fault_resolve_in_view(cow_view_t *view, uint64_t page, int is_wr
         error =
             cow_fault_resolve_page(view, page, is_write, is_write ? cow_fault_window(view, page) : 1, &guard, &result);
         cow_segment_unlock(&guard);
-        if (error != ENOMEM)
+        if (error != ENOMEM && error != EAGAIN && error != EINTR)
             break;
-        /* The kernel is out of mappings (the rest of the process may be using them): unmap as many of
-         * ours as we can, then try once more. */
-        (void)cow_budget_make_room(engine, COW_BUDGET_EVERYTHING, &holder);
+        /* A refusal that may pass: once more (a failed resolve left every page resolved or as it was).
+         * For ENOMEM the kernel is out of mappings (the rest of the process may be using them): unmap
+         * as many of ours as we can first. */
+        if (error == ENOMEM)
+            (void)cow_budget_make_room(engine, COW_BUDGET_EVERYTHING, &holder);
     }
     if (error != 0)
         cow_die_in_fault(address, error, result.failed_call);
@@ -130,7 +132,19 @@ static void cow_fault_resolve_in_view(cow_view_t *view, uint64_t page, int is_wr
         cow_fault_collapse_segment(view, page, is_write);
 }
 
+static int cow_fault_resolve_marked(uint64_t address, cow_fault_kind_t kind);
+
 int cow_fault_resolve(uint64_t address, cow_fault_kind_t kind)
+{
+    /* For failure injection only (nothing while it is off): the calls made from here on are "in
+     * the fault handler". */
+    uint32_t marked = cow_inject_fault_enter();
+    int ours = cow_fault_resolve_marked(address, kind);
+    cow_inject_fault_leave(marked);
+    return ours;
+}
+
+static int cow_fault_resolve_marked(uint64_t address, cow_fault_kind_t kind)
 {
     int is_write = kind != COW_FAULT_READ;
     cow_process_t *process = cow_process();

@@ -4,7 +4,8 @@
  * One subsystem per file; each section below is one file's interface. Dependencies point down the
  * list (a file uses only the sections above its own), so no two files use each other:
  *
- *   cow_os.c        system calls                      cow_lock.c      spin and reader-writer locks
+ *   cow_inject.c    test-only failure injection       cow_os.c        system calls
+ *   cow_lock.c      spin and reader-writer locks
  *   cow_diag.c      the one-line fatal diagnostics    cow_registry.c  the process tables, fork policy
  *   cow_alloc.c     slots, chunks, leaves; engine init
  *   cow_map.c       what a view's pages map to: the only code that maps, protects or unmaps them,
@@ -21,6 +22,7 @@
 #define COW_INTERNAL_H
 
 #include "cow_engine.h"
+#include "cow_test_inject.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -153,17 +155,54 @@ static inline void cow_mark_writable_segments(cow_view_t *view, uint64_t first, 
     }
 }
 
+/* ---- failure injection for tests (cow_inject.c; native/include/cow_test_inject.h) ---- */
+
+/* Nonzero while some kind of call is armed and injection is not suspended: the one word the fast
+ * path reads. */
+COW_INTERNAL extern uint32_t cow_inject_active;
+COW_INTERNAL int cow_inject_check(uint32_t kind);
+COW_INTERNAL uint32_t cow_inject_fault_enter_slow(void);
+COW_INTERNAL void cow_inject_fault_leave_slow(uint32_t entry);
+
+/* 0, or the errno the next call of `kind` is to fail with. Costs one relaxed load when nothing is
+ * armed (production). Async-signal-safe. */
+static inline int cow_inject(uint32_t kind)
+{
+    if (__builtin_expect(cow_load_relaxed(&cow_inject_active) != 0, 0))
+        return cow_inject_check(kind);
+    return 0;
+}
+
+/* The fault handler marks its thread for the length of a fault, so injection can tell calls made
+ * inside it from the others; returns what cow_inject_fault_leave takes (0: not marked). */
+static inline uint32_t cow_inject_fault_enter(void)
+{
+    if (__builtin_expect(cow_load_relaxed(&cow_inject_active) != 0, 0))
+        return cow_inject_fault_enter_slow();
+    return 0;
+}
+
+static inline void cow_inject_fault_leave(uint32_t entry)
+{
+    if (__builtin_expect(entry != 0, 0))
+        cow_inject_fault_leave_slow(entry);
+}
+
 /* ---- os layer (cow_os.c) ---- */
 COW_INTERNAL int cow_os_map_slots(uint64_t address, uint64_t length, int writable, int populate, int fd,
                                   uint64_t offset);
 COW_INTERNAL int cow_os_protect(uint64_t address, uint64_t length, int writable);
 COW_INTERNAL int cow_os_reserve_fixed(uint64_t address, uint64_t length);
+/* cow_os_reserve_fixed for a clean-up (after a failed call, or of a view being released), which the
+ * engine cannot do without: tried a few times before its error is returned. */
+COW_INTERNAL int cow_os_reset_fixed(uint64_t address, uint64_t length);
 COW_INTERNAL int cow_os_punch(int fd, uint64_t offset, uint64_t length);
 /* userfaultfd: register a range for write-protect faults; write-protect it (protect 1) or not. */
 COW_INTERNAL int cow_os_uffd_register(int fd, uint64_t address, uint64_t length);
 COW_INTERNAL int cow_os_uffd_protect(int fd, uint64_t address, uint64_t length, int protect);
-/* 1 if the page (of a shared mapping) is in memory: reading it will not allocate or swap in. */
-COW_INTERNAL int cow_os_is_resident(const void *page);
+/* *resident_out: 1 if the page (of a shared mapping) is in memory, so reading it will not allocate or
+ * swap it in. Returns 0 or the errno of mincore (then *resident_out is 0: unknown). */
+COW_INTERNAL int cow_os_is_resident(const void *page, int *resident_out);
 
 /* ---- locks (cow_lock.c) ---- */
 COW_INTERNAL void cow_spin_lock(uint32_t *lock);
@@ -200,13 +239,20 @@ COW_INTERNAL void cow_segment_unlock(cow_segment_guard_t *guard);
 /* ---- diagnostics (cow_diag.c): async-signal-safe, for states the engine cannot leave safely ---- */
 
 /* The call that failed, for the fatal diagnostic. */
-#define COW_CALL_NONE     0
-#define COW_CALL_MMAP     1
-#define COW_CALL_MPROTECT 2
-#define COW_CALL_ALLOCATE 3
+#define COW_CALL_NONE              0
+#define COW_CALL_MMAP              1
+#define COW_CALL_MPROTECT          2
+#define COW_CALL_ALLOCATE          3
+#define COW_CALL_UFFD_REGISTER     4
+#define COW_CALL_UFFD_WRITEPROTECT 5
 
 /* The fault at `address` cannot be resolved: one line naming the call and its cause, then abort(). */
 COW_INTERNAL __attribute__((noreturn)) void cow_die_in_fault(uint64_t address, int error, int failed_call);
+/* `failed_call` failed with `error` after the mmap of the range at `address` had replaced its mapping,
+ * and making it PROT_NONE again failed with `reset_error`: what the range maps is unknown (perhaps a
+ * slot about to be reused), so no later access could be trusted. One line, then abort(). */
+COW_INTERNAL __attribute__((noreturn)) void cow_die_mapping_unknown(uint64_t address, int failed_call, int error,
+                                                                    int reset_error);
 /* One line on stderr: `address` lies in the range of view `view_index`, which was disposed. */
 COW_INTERNAL void cow_report_use_after_dispose(uint64_t address, uint32_t view_index);
 
@@ -257,7 +303,9 @@ COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
 /* Whether two slots may hold different bytes: compared through the pool window, unless one of them is
  * not in memory (never written, or swapped out) - reading it would allocate a page (shared memory
  * allocates on a read fault) or swap it in, so they count as differing instead. */
-COW_INTERNAL int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b);
+/* If mincore fails, the bytes decide (reading may allocate a page) and *error_out (may be NULL) receives
+ * its errno: a caller that can refuse (a diff) does, so that its answer never depends on a failure. */
+COW_INTERNAL int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b, int *error_out);
 
 /* Makes slot `to` hold slot `from`'s bytes; returns whether it wrote them (0: they were equal, seen
  * without allocating `from`). One residency check, of `from` only: `to` is about to be written anyway. */
@@ -293,11 +341,13 @@ typedef struct cow_protector {
      * differ from mapped ones, and a protection change splits nothing. */
     int protection_splits;
     /* Maps pages [first, end) onto consecutive slots from `slot`, read-only (COW_CLASS_READ) or
-     * writable: the mapping does not let a write through unseen at any moment. */
-    int (*map)(cow_view_t *view, uint64_t first, uint64_t end, int class, uint32_t slot, int populate);
+     * writable: the mapping does not let a write through unseen at any moment. Each sets
+     * *failed_call_out to the COW_CALL_* it made last (the one that failed, if it returns an error). */
+    int (*map)(cow_view_t *view, uint64_t first, uint64_t end, int class, uint32_t slot, int populate,
+               int *failed_call_out);
     /* Makes mapped pages [first, end) read-only / read-write, in place (same slots). */
-    int (*protect)(cow_view_t *view, uint64_t first, uint64_t end);
-    int (*unprotect)(cow_view_t *view, uint64_t first, uint64_t end);
+    int (*protect)(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out);
+    int (*unprotect)(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out);
 } cow_protector_t;
 
 COW_INTERNAL extern const cow_protector_t cow_protector_mprotect;
@@ -323,7 +373,7 @@ COW_INTERNAL int64_t cow_map_growth_if_unmapped(cow_view_t *view, uint64_t first
 COW_INTERNAL int cow_map_pages(cow_view_t *view, uint64_t first, uint64_t end, int class, const uint32_t *slots,
                                int populate, uint64_t *done_out, int *failed_call_out);
 /* Maps one mapped page again as its bits say it is (a fault on a page the bits call accessible). */
-COW_INTERNAL int cow_map_refresh(cow_view_t *view, uint64_t page);
+COW_INTERNAL int cow_map_refresh(cow_view_t *view, uint64_t page, int *failed_call_out);
 /* Write-protects every writable page of the view (one protector call per writable run). If a call
  * fails, the runs before it are recorded as protected and the rest as still writable. *pages_out
  * (may be NULL) receives the pages protected. */
@@ -332,7 +382,8 @@ COW_INTERNAL int cow_map_protect_writable(cow_view_t *view, uint64_t *pages_out)
  * between them are unmapped). Returns 0 or the error of the first call that failed (the runs
  * unmapped before it are accounted for); *unmapped_out (may be NULL): 1 if anything was unmapped. */
 COW_INTERNAL int cow_map_unmap(cow_view_t *view, uint64_t first, uint64_t end, int keep_pinned, int *unmapped_out);
-/* The whole range of a view being disposed becomes PROT_NONE; its count leaves the engine's. */
+/* The whole range of a view being disposed becomes PROT_NONE (tried a few times: cow_os_reset_fixed);
+ * its count leaves the engine's. On failure nothing changed: the range still maps the view's slots. */
 COW_INTERNAL int cow_map_release_view(cow_view_t *view);
 /* Adds a view that has just been mapped (or created unmapped) to its engine's count. */
 COW_INTERNAL void cow_map_count_new_view(cow_view_t *view);
@@ -380,7 +431,7 @@ COW_INTERNAL int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t co
 /* A read fault or PrepareForRead: maps read-only the run of not-yet-mapped pages with file-contiguous
  * slots around `page`, within its segment; a mapped page is mapped again as its bits say. Same
  * locking as cow_resolve_write. */
-COW_INTERNAL int cow_resolve_read(cow_view_t *view, uint64_t page);
+COW_INTERNAL int cow_resolve_read(cow_view_t *view, uint64_t page, int *failed_call_out);
 
 /* ---- the fault path (cow_fault.c) ---- */
 
@@ -412,7 +463,13 @@ COW_INTERNAL int cow_view_shape_is_valid(const cow_view_t *view);
 /* Takes the view's write (or read) lock if the view is valid and LIVE: 0 with the lock held, else
  * EINVAL with no lock held. */
 COW_INTERNAL int cow_view_lock_live(cow_view_t *view, int write);
-/* Write-protects every writable page and, with `new_interval`, clears the dirty and pinned bits. */
+/* Write-protects every writable page and, with `new_interval`, clears the dirty and pinned bits. If a
+ * call fails, the pinned pages are made writable again (cow_view_thaw_pinned): the caller refuses. */
 COW_INTERNAL int cow_view_freeze(cow_view_t *view, int new_interval);
+/* Makes the pinned private pages writable again after a freeze whose operation was refused: pages
+ * prepared for the kernel must stay writable. (Pages prepared for reading may be shared: those stay
+ * read-only, as they were.) Best effort: a page whose call fails stays read-only, still dirty. Caller
+ * holds the write lock. */
+COW_INTERNAL void cow_view_thaw_pinned(cow_view_t *view);
 
 #endif /* COW_INTERNAL_H */

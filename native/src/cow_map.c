@@ -105,15 +105,23 @@ static inline int cow_needs_mmap(cow_view_t *view, uint64_t page, uint64_t first
     return !cow_is_mapped(view, page) || (slots != NULL && slots[page - first] != *cow_entry_of(view, page));
 }
 
-/* After a failed mapping call the old mapping of the range may be gone (mmap(MAP_FIXED) can remove it
- * before it fails, and a userfaultfd mapping is undone when its registration fails): the range is made
- * PROT_NONE and recorded as unmapped - its contents are still in the page table, mapped again on the
- * next touch. */
-static void cow_map_forget(cow_view_t *view, uint64_t start, uint64_t end)
+/* After a failed mapping call (`failed_call`, which failed with `error`) the old mapping of the range may
+ * be gone (mmap(MAP_FIXED) can remove it before it fails): the range is made PROT_NONE and recorded as
+ * unmapped - its contents are still in the page table, mapped again on the next touch. If even that is
+ * refused (again and again; at vm.max_map_count it needs a split too):
+ *   - the mmap itself failed: the kernel refused before replacing anything (the map count is checked
+ *     first), so the old mapping is still there, as the bits say;
+ *   - a later step failed (a userfaultfd registration or protection after the mmap): the range maps
+ *     the new slot, which the caller is about to free, unprotected. No later access could be trusted:
+ *     the process ends, naming both failures. */
+static void cow_map_forget(cow_view_t *view, uint64_t start, uint64_t end, int failed_call, int error)
 {
     int64_t before = cow_map_boundaries(view, start, end);
-    if (cow_os_reserve_fixed(cow_page_address(view, start), (end - start) << COW_PAGE_SHIFT) != 0)
-        return; /* the old mapping is still there, as the bits say */
+    int reset_error = cow_os_reset_fixed(cow_page_address(view, start), (end - start) << COW_PAGE_SHIFT);
+    if (reset_error != 0 && failed_call == COW_CALL_MMAP)
+        return;
+    if (reset_error != 0)
+        cow_die_mapping_unknown(cow_page_address(view, start), failed_call, error, reset_error);
     for (uint64_t p = start; p < end; p++) {
         cow_bit_clear(view->mapped_bits, p);
         cow_bit_clear(view->writable_bits, p);
@@ -132,14 +140,13 @@ static int cow_map_run(cow_view_t *view, uint64_t start, uint64_t end, int class
     int64_t before = cow_map_boundaries(view, start, end);
     int error;
     if (needs_mmap) {
-        *failed_call_out = COW_CALL_MMAP;
-        error = protector->map(view, start, end, class, cow_target_slot(view, start, first, slots), populate);
+        error = protector->map(view, start, end, class, cow_target_slot(view, start, first, slots), populate,
+                               failed_call_out);
         if (error != 0)
-            cow_map_forget(view, start, end);
+            cow_map_forget(view, start, end, *failed_call_out, error);
     } else {
-        *failed_call_out = COW_CALL_MPROTECT;
-        error =
-            class == COW_CLASS_WRITE ? protector->unprotect(view, start, end) : protector->protect(view, start, end);
+        error = class == COW_CLASS_WRITE ? protector->unprotect(view, start, end, failed_call_out)
+                                         : protector->protect(view, start, end, failed_call_out);
     }
     if (error != 0)
         return error;
@@ -178,15 +185,16 @@ int cow_map_pages(cow_view_t *view, uint64_t first, uint64_t end, int class, con
     return 0;
 }
 
-int cow_map_refresh(cow_view_t *view, uint64_t page)
+int cow_map_refresh(cow_view_t *view, uint64_t page, int *failed_call_out)
 {
+    *failed_call_out = COW_CALL_NONE;
     int class = cow_page_class(view, page);
     if (class == COW_CLASS_UNMAPPED)
         return 0;
     int64_t before = cow_map_boundaries(view, page, page + 1);
-    int error = cow_protector_of(view)->map(view, page, page + 1, class, cow_slot_of(view, page), 0);
+    int error = cow_protector_of(view)->map(view, page, page + 1, class, cow_slot_of(view, page), 0, failed_call_out);
     if (error != 0) {
-        cow_map_forget(view, page, page + 1);
+        cow_map_forget(view, page, page + 1, *failed_call_out, error);
         return error;
     }
     cow_mappings_add(view, cow_map_boundaries(view, page, page + 1) - before);
@@ -230,7 +238,8 @@ int cow_map_protect_writable(cow_view_t *view, uint64_t *pages_out)
             break;
         uint64_t end = cow_bits_find(view->writable_bits, first, view->page_count, 0);
         int64_t before = cow_map_boundaries(view, first, end);
-        error = protector->protect(view, first, end);
+        int failed_call;
+        error = protector->protect(view, first, end, &failed_call);
         if (error != 0)
             break;
         for (uint64_t p = first; p < end; p++)
@@ -276,9 +285,12 @@ int cow_map_unmap(cow_view_t *view, uint64_t first, uint64_t end, int keep_pinne
 
 int cow_map_release_view(cow_view_t *view)
 {
-    int error = cow_os_reserve_fixed(view->base, view->page_count << COW_PAGE_SHIFT);
-    if (error != 0)
-        return error;
+    /* A view none of whose pages is mapped is one PROT_NONE mapping already (invariant 2): no call. */
+    if (cow_bits_find(view->mapped_bits, 0, view->page_count, 1) < view->page_count) {
+        int error = cow_os_reset_fixed(view->base, view->page_count << COW_PAGE_SHIFT);
+        if (error != 0)
+            return error;
+    }
     cow_add(&view->engine->mappings, -cow_load_relaxed(&view->mappings));
     cow_store_relaxed(&view->mappings, 0);
     return 0;

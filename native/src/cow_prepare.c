@@ -24,7 +24,8 @@ static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32
     (void)guard;
     for (uint64_t page = first; page < first + count; page++) {
         if (!cow_is_mapped(view, page)) {
-            int error = cow_resolve_read(view, page); /* maps the whole untouched run around it */
+            int failed_call;
+            int error = cow_resolve_read(view, page, &failed_call); /* maps the whole untouched run around it */
             if (error != 0)
                 return error;
         }

@@ -6,19 +6,23 @@
  */
 #include "cow_internal.h"
 
-static int cow_mprotect_map(cow_view_t *view, uint64_t first, uint64_t end, int class, uint32_t slot, int populate)
+static int cow_mprotect_map(cow_view_t *view, uint64_t first, uint64_t end, int class, uint32_t slot, int populate,
+                            int *failed_call_out)
 {
+    *failed_call_out = COW_CALL_MMAP;
     return cow_os_map_slots(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT, class == COW_CLASS_WRITE,
                             populate, view->engine->memfd, (uint64_t)slot << COW_PAGE_SHIFT);
 }
 
-static int cow_mprotect_protect(cow_view_t *view, uint64_t first, uint64_t end)
+static int cow_mprotect_protect(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out)
 {
+    *failed_call_out = COW_CALL_MPROTECT;
     return cow_os_protect(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT, 0);
 }
 
-static int cow_mprotect_unprotect(cow_view_t *view, uint64_t first, uint64_t end)
+static int cow_mprotect_unprotect(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out)
 {
+    *failed_call_out = COW_CALL_MPROTECT;
     return cow_os_protect(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT, 1);
 }
 

@@ -19,31 +19,40 @@ static uint64_t cow_bytes(uint64_t first, uint64_t end)
     return (end - first) << COW_PAGE_SHIFT;
 }
 
-static int cow_uffd_map(cow_view_t *view, uint64_t first, uint64_t end, int class, uint32_t slot, int populate)
+static int cow_uffd_map(cow_view_t *view, uint64_t first, uint64_t end, int class, uint32_t slot, int populate,
+                        int *failed_call_out)
 {
     int fd = view->engine->uffd;
     uint64_t address = cow_page_address(view, first), length = cow_bytes(first, end);
+    *failed_call_out = COW_CALL_MMAP;
     int error = cow_os_map_slots(address, length, class == COW_CLASS_WRITE, populate, view->engine->memfd,
                                  (uint64_t)slot << COW_PAGE_SHIFT);
-    if (error == 0)
+    if (error == 0) {
+        *failed_call_out = COW_CALL_UFFD_REGISTER;
         error = cow_os_uffd_register(fd, address, length);
-    if (error == 0 && class != COW_CLASS_WRITE) {
-        error = cow_os_uffd_protect(fd, address, length, 1);
-        if (error == 0)
-            error = cow_os_protect(address, length, 1); /* protected now: the mapping may be read-write */
     }
-    if (error != 0)
-        cow_os_reserve_fixed(address, length); /* never leave it mapped half-prepared */
+    if (error == 0 && class != COW_CLASS_WRITE) {
+        *failed_call_out = COW_CALL_UFFD_WRITEPROTECT;
+        error = cow_os_uffd_protect(fd, address, length, 1);
+        if (error == 0) {
+            *failed_call_out = COW_CALL_MPROTECT;
+            error = cow_os_protect(address, length, 1); /* protected now: the mapping may be read-write */
+        }
+    }
+    if (error != 0 && *failed_call_out != COW_CALL_MMAP)
+        cow_os_reset_fixed(address, length); /* never leave it mapped half-prepared */
     return error;
 }
 
-static int cow_uffd_protect(cow_view_t *view, uint64_t first, uint64_t end)
+static int cow_uffd_protect(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out)
 {
+    *failed_call_out = COW_CALL_UFFD_WRITEPROTECT;
     return cow_os_uffd_protect(view->engine->uffd, cow_page_address(view, first), cow_bytes(first, end), 1);
 }
 
-static int cow_uffd_unprotect(cow_view_t *view, uint64_t first, uint64_t end)
+static int cow_uffd_unprotect(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out)
 {
+    *failed_call_out = COW_CALL_UFFD_WRITEPROTECT;
     return cow_os_uffd_protect(view->engine->uffd, cow_page_address(view, first), cow_bytes(first, end), 0);
 }
 

@@ -16,11 +16,12 @@
  * copy-on-write, cow_resolve.c), after which the writer writes the old slot. The copy is published
  * (the entry points at it) before the writer can write, so a comparison whose entries are still the
  * same afterwards compared bytes no such write had touched; otherwise it is done again. */
-static int cow_diff_page(cow_engine_t *engine, const uint32_t *entries_a, const uint32_t *entries_b, uint32_t i)
+static int cow_diff_page(cow_engine_t *engine, const uint32_t *entries_a, const uint32_t *entries_b, uint32_t i,
+                         int *error_out)
 {
     for (;;) {
         uint32_t slot_a = cow_load_acquire(&entries_a[i]), slot_b = cow_load_acquire(&entries_b[i]);
-        int differ = slot_a != slot_b && cow_slots_differ(engine, slot_a, slot_b);
+        int differ = slot_a != slot_b && cow_slots_differ(engine, slot_a, slot_b, error_out);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (cow_load_acquire(&entries_a[i]) == slot_a && cow_load_acquire(&entries_b[i]) == slot_b)
             return differ;
@@ -29,13 +30,14 @@ static int cow_diff_page(cow_engine_t *engine, const uint32_t *entries_a, const 
 
 /* Sets the bits of the pages of one segment whose bytes differ (only pages whose slots differ can);
  * returns how many. */
-static uint64_t cow_diff_segment(cow_view_t *a, uint32_t segment, uint32_t leaf_a, uint32_t leaf_b, uint64_t *bits_out)
+static uint64_t cow_diff_segment(cow_view_t *a, uint32_t segment, uint32_t leaf_a, uint32_t leaf_b, uint64_t *bits_out,
+                                 int *error_out)
 {
     const uint32_t *entries_a = cow_leaf_entries(a->engine, leaf_a);
     const uint32_t *entries_b = cow_leaf_entries(a->engine, leaf_b);
     uint64_t first = cow_segment_first(segment), end = cow_segment_end(a, segment), count = 0;
     for (uint64_t p = first; p < end; p++) {
-        if (cow_diff_page(a->engine, entries_a, entries_b, (uint32_t)(p - first))) {
+        if (cow_diff_page(a->engine, entries_a, entries_b, (uint32_t)(p - first), error_out)) {
             cow_bit_set(bits_out, p);
             count++;
         }
@@ -44,7 +46,7 @@ static uint64_t cow_diff_segment(cow_view_t *a, uint32_t segment, uint32_t leaf_
 }
 
 /* The diff of a view against its base: only its changed pages can differ. */
-static uint64_t cow_diff_changed(cow_view_t *view, cow_view_t *base, uint64_t *bits_out)
+static uint64_t cow_diff_changed(cow_view_t *view, cow_view_t *base, uint64_t *bits_out, int *error_out)
 {
     uint64_t count = 0;
     for (uint64_t word = 0; word < (view->segment_count + 63u) / 64u; word++)
@@ -58,7 +60,7 @@ static uint64_t cow_diff_changed(cow_view_t *view, cow_view_t *base, uint64_t *b
             uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
             for (uint64_t p = cow_bits_find(view->changed_bits, first, end, 1); p < end;
                  p = cow_bits_find(view->changed_bits, p + 1, end, 1)) {
-                if (cow_diff_page(view->engine, entries_a, entries_b, (uint32_t)(p - first))) {
+                if (cow_diff_page(view->engine, entries_a, entries_b, (uint32_t)(p - first), error_out)) {
                     cow_bit_set(bits_out, p);
                     count++;
                 }
@@ -80,21 +82,24 @@ int cow_view_diff(cow_view_t *a, cow_view_t *b, uint64_t *bits_out, uint64_t *co
         cow_views_unlock(a, b, 0);
         return EINVAL;
     }
+    /* A mincore that fails (after its retries) fails the diff: whether an unread page is reported must
+     * not depend on a failure (the answer would differ between a and b, and b and a). */
     uint64_t count = 0;
+    int error = 0;
     if (cow_view_has_base(a, b)) {
-        count = cow_diff_changed(a, b, bits_out);
+        count = cow_diff_changed(a, b, bits_out, &error);
     } else if (cow_view_has_base(b, a)) {
-        count = cow_diff_changed(b, a, bits_out);
+        count = cow_diff_changed(b, a, bits_out, &error);
     } else {
-        for (uint32_t g = 0; g < a->segment_count; g++) {
+        for (uint32_t g = 0; g < a->segment_count && error == 0; g++) {
             uint32_t leaf_a = cow_load_acquire(&a->leaves[g]), leaf_b = cow_load_acquire(&b->leaves[g]);
             if (leaf_a != leaf_b) /* one leaf: identical pages, whatever the segment holds */
-                count += cow_diff_segment(a, g, leaf_a, leaf_b, bits_out);
+                count += cow_diff_segment(a, g, leaf_a, leaf_b, bits_out, &error);
         }
     }
     cow_views_unlock(a, b, 0);
-    *count_out = count;
-    return 0;
+    *count_out = error == 0 ? count : 0;
+    return error;
 }
 
 int cow_view_take_dirty(cow_view_t *view, uint64_t *bits_out, uint64_t *count_out)

@@ -251,10 +251,10 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
     return error;
 }
 
-int cow_resolve_read(cow_view_t *view, uint64_t page)
+int cow_resolve_read(cow_view_t *view, uint64_t page, int *failed_call_out)
 {
     if (cow_is_mapped(view, page))
-        return cow_map_refresh(view, page);
+        return cow_map_refresh(view, page, failed_call_out);
     /* First touch: map the whole run of untouched pages with contiguous slots around it, so a
      * sequential reader takes one fault per run, not one per page. */
     uint32_t segment = cow_segment_of(page);
@@ -266,6 +266,5 @@ int cow_resolve_read(cow_view_t *view, uint64_t page)
     while (end < segment_end && !cow_is_mapped(view, end) && cow_slot_of(view, end) == cow_slot_of(view, end - 1) + 1)
         end++;
     uint64_t done;
-    int failed_call;
-    return cow_map_pages(view, first, end, COW_CLASS_READ, NULL, 0, &done, &failed_call);
+    return cow_map_pages(view, first, end, COW_CLASS_READ, NULL, 0, &done, failed_call_out);
 }

@@ -125,7 +125,7 @@ static void cow_restore_share_leaf(cow_view_t *view, cow_view_t *source, uint32_
     const uint32_t *new_entries = cow_leaf_entries(engine, new_leaf);
     uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
     for (uint64_t p = first; p < end; p++) {
-        if (cow_slots_differ(engine, old_entries[p - first], new_entries[p - first]))
+        if (cow_slots_differ(engine, old_entries[p - first], new_entries[p - first], NULL))
             cow_bit_set(view->dirty_bits, p); /* its contents may differ from the view's last snapshot */
         cow_bit_clear(view->pinned_bits, p);
     }
@@ -174,13 +174,20 @@ static int cow_restore_once(cow_view_t *view, cow_view_t *source)
     int error = view->state == COW_VIEW_LIVE && source->state == COW_VIEW_LIVE ? 0 : EINVAL;
     /* The source's pages are about to be shared, and the view's own about to be written: both are
      * write-protected first (they stay dirty for their own TakeDirtyPages). */
-    if (error == 0)
-        error = cow_view_freeze(source, 0);
-    if (error == 0)
-        error = cow_view_freeze(view, 0);
+    int frozen = 0; /* views frozen so far (a failed freeze thaws its own view's pinned pages) */
+    if (error == 0 && (error = cow_view_freeze(source, 0)) == 0)
+        frozen = 1;
+    if (error == 0 && (error = cow_view_freeze(view, 0)) == 0)
+        frozen = 2;
     int only_changed = error == 0 && cow_view_has_base(view, source);
     if (error == 0)
         error = cow_restore_each_segment(view, source, only_changed, cow_restore_prepare_segment, NULL);
+    if (error != 0 && frozen >= 1) {
+        /* Refused: the pages prepared for the kernel are writable again, as before the call. */
+        cow_view_thaw_pinned(source);
+        if (frozen == 2)
+            cow_view_thaw_pinned(view);
+    }
     if (error == 0) {
         cow_release_batch_t batch;
         cow_batch_begin_deferred(&batch, view->engine);

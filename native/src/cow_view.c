@@ -51,10 +51,13 @@ int cow_view_freeze(cow_view_t *view, int new_interval)
 {
     /* The cut: when a run's protection change returns, the kernel has flushed every CPU's TLB, so a
      * write to it faults and waits for our lock; everything written before is in the shared slots.
-     * If a call fails, the dirty bits stay: the pages are still reported. */
+     * If a call fails, the dirty bits stay: the pages are still reported; and the operation is
+     * refused, so the pages prepared for the kernel are made writable again. */
     int error = cow_map_protect_writable(view, NULL);
     if (error == 0 && new_interval)
         cow_start_interval(view);
+    else if (error != 0)
+        cow_view_thaw_pinned(view);
     return error;
 }
 
@@ -66,10 +69,7 @@ static int cow_page_is_private(cow_view_t *view, uint64_t page)
            cow_load_acquire(&engine->slot_refcounts[cow_slot_of(view, page)]) == 1;
 }
 
-/* Makes the pinned private pages writable again after a freeze whose operation was refused: pages
- * prepared for the kernel must stay writable. (Pages prepared for reading may be shared: those stay
- * read-only, as they were.) Caller holds the write lock. */
-static void cow_unfreeze_pinned(cow_view_t *view)
+void cow_view_thaw_pinned(cow_view_t *view)
 {
     for (uint64_t page = 0;;) {
         uint64_t first = cow_bits_find(view->pinned_bits, page, view->page_count, 1);
@@ -190,7 +190,13 @@ static void cow_region_undo(cow_view_t *view, uint64_t pages_given)
     cow_engine_t *engine = view->engine;
     cow_release_batch_t batch;
     cow_batch_begin(&batch, engine);
-    cow_map_release_view(view);
+    if (cow_map_release_view(view) != 0) {
+        /* The range still maps the slots given to it: they must not be reused while it does. They stay
+         * in use, and the owner never hands the range out again. */
+        view->flags |= COW_VIEW_RANGE_KEPT;
+        cow_sub(&engine->slots_in_use, view->page_count - pages_given);
+        return;
+    }
     for (uint32_t g = 0; g < view->segment_count; g++) {
         if (view->leaves[g] != COW_NONE)
             cow_leaf_release(&batch, view->leaves[g]);
@@ -346,7 +352,7 @@ static int cow_views_snapshot_once(cow_view_t *const *sources, cow_view_t *const
     if (error != 0) {
         /* Frozen (their dirty pages are still reported), contents untouched, no target changed. */
         for (uint32_t i = 0; i < frozen; i++)
-            cow_unfreeze_pinned(sources[i]);
+            cow_view_thaw_pinned(sources[i]);
         cow_sources_unlock(sources, count);
         return error;
     }

@@ -63,6 +63,7 @@ void run_reverse_tests(int *passed, int *total);
 void run_fault_around_tests(int *passed, int *total);
 void run_restore_tests(int *passed, int *total);
 void run_group_tests(int *passed, int *total);
+void run_inject_tests(int *passed, int *total);
 
 /* A small deterministic generator (xorshift64*), so a failing sequence can be replayed. */
 uint64_t harness_random(uint64_t *state);

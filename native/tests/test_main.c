@@ -14,6 +14,7 @@ static void run_all(int *passed, int *total)
     run_fault_around_tests(passed, total);
     run_restore_tests(passed, total);
     run_group_tests(passed, total);
+    run_inject_tests(passed, total);
 }
 
 int main(int argc, char **argv)

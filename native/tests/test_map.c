@@ -104,7 +104,8 @@ static const char *random_operation(cow_view_t *view, uint64_t *seed)
         return "resolve write (copies shared pages)";
     }
     case 3:
-        CHECK(cow_resolve_read(view, first) == 0, "resolve read");
+        int failed_call;
+        CHECK(cow_resolve_read(view, first, &failed_call) == 0, "resolve read");
         return "resolve read";
     case 4:
         for (uint64_t p = first; p < end; p++)

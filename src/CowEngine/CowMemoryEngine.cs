@@ -55,6 +55,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     /// <exception cref="CowAddressSpaceExhaustedException">The process's address space is limited (RLIMIT_AS,
     /// <c>ulimit -v</c>) and the slot pool and tables for this capacity do not fit; the message gives the numbers.</exception>
     /// <exception cref="CowSystemException">The memfd, the pool mapping or a table could not be created.</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping with ENOMEM (vm.max_map_count, or no address
+    /// space left); its CowSystemException is the inner exception.</exception>
     /// <exception cref="PlatformNotSupportedException">Not Linux x64; or <see cref="CowWriteProtection.Userfaultfd"/>
     /// was asked for and the kernel refuses it (the message says why).</exception>
     /// <exception cref="ArgumentException">COWENGINE_WRITE_PROTECTION holds something else than a mechanism's name.</exception>
@@ -89,7 +91,7 @@ public sealed unsafe class CowMemoryEngine : IDisposable
             userfaultfd);
         try
         {
-            Reclaimer = new SlotReclaimer(Handle);
+            Reclaimer = new SlotReclaimer(Handle, Logger);
         }
         catch
         {
@@ -261,6 +263,8 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         int error = CowNative.RegionCreate(handle, trackWrites ? 1 : 0);
         if (error != 0)
         {
+            if ((handle.Entry->Flags & CowConstants.ViewRangeKept) != 0)
+                OnViewLeaked(() => Log.RegionUndoFailed(Logger, Errno.NameOf(error)));
             handle.Dispose();
             throw Errno.ToException(error, "creating a region", this);
         }
@@ -277,7 +281,9 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         try
         {
             CowEngineTable* table = Handle.Table;
-            Reclaimer.Drain(); // memory waiting to be given back is not "in use"
+            // Memory waiting to be given back is not "in use". A run whose hole punch fails stays in
+            // use (SlotsInUse and CommittedBytes count it) until the reclaimer's retry succeeds.
+            Reclaimer.Drain();
             Errno.ThrowIfFailed(CowNative.FileAllocatedBytes(Handle.Memfd, out ulong committed), "reading the pool's size (fstat)");
             return new CowEngineStats(
                 LiveViews: LiveViewCount,
@@ -366,5 +372,19 @@ public sealed unsafe class CowMemoryEngine : IDisposable
         Reclaimer.Signal();
     }
 
-    internal void OnViewDisposeFailed(int error) => Log.ViewDisposeFailed(Logger, Errno.NameOf(error));
+    internal void OnViewDisposeFailed(int error) => OnViewLeaked(() => Log.ViewDisposeFailed(Logger, Errno.NameOf(error)));
+
+    /// <summary>
+    /// Views whose range could not be unmapped (a failed dispose, or a failed region creation that
+    /// could not undo its mapping): their slots stay in use and their ranges are never reused. For tests.
+    /// </summary>
+    internal long LeakedViews => Interlocked.Read(ref _leakedViews);
+
+    private long _leakedViews;
+
+    private void OnViewLeaked(Action log)
+    {
+        Interlocked.Increment(ref _leakedViews);
+        log();
+    }
 }

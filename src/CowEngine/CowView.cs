@@ -191,6 +191,7 @@ public sealed unsafe class CowView : IDisposable
     /// <param name="other">A live view of the same engine and size.</param>
     /// <exception cref="ArgumentException">The other view belongs to another engine or has another size.</exception>
     /// <exception cref="ObjectDisposedException">Either view is disposed.</exception>
+    /// <exception cref="CowSystemException">mincore(2), which tells whether a page is in memory, failed; nothing changed.</exception>
     public CowPageSet GetChangedPages(CowView other)
     {
         ArgumentNullException.ThrowIfNull(other);
@@ -213,6 +214,8 @@ public sealed unsafe class CowView : IDisposable
     /// view's size. The next write to each returned page costs one engine fault (an mprotect, no copy).
     /// </summary>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
+    /// <exception cref="CowSystemException">Write-protecting the pages failed; the pages stay dirty (the next call reports them).</exception>
+    /// <exception cref="CowMappingBudgetExceededException">The kernel refused the protection change (ENOMEM, vm.max_map_count); the pages stay dirty.</exception>
     public CowPageSet TakeDirtyPages()
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
@@ -235,6 +238,7 @@ public sealed unsafe class CowView : IDisposable
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     /// <exception cref="CowCapacityExceededException">No slot was left for a copy; pages before it were prepared.</exception>
     /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count); pages before it were prepared.</exception>
+    /// <exception cref="CowSystemException">Another system call failed; pages before it were prepared, no contents changed.</exception>
     public void PrepareForWrite(long offset, long length) =>
         PreparePages(offset, length, &CowNative.ViewPrepareWrite, "preparing pages for writing");
 
@@ -249,6 +253,7 @@ public sealed unsafe class CowView : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the view.</exception>
     /// <exception cref="ObjectDisposedException">The view is disposed.</exception>
     /// <exception cref="CowMappingBudgetExceededException">The kernel refused a mapping (vm.max_map_count).</exception>
+    /// <exception cref="CowSystemException">Another system call failed; pages before it were prepared.</exception>
     public void PrepareForRead(long offset, long length) =>
         PreparePages(offset, length, &CowNative.ViewPrepareRead, "preparing pages for reading");
 

@@ -24,6 +24,8 @@ internal static unsafe class Audit
 {
     public static void Run(StressContext context, string when)
     {
+        // With --inject-rate: the audit's own calls (statistics and their drain) see the real state.
+        using IDisposable? suspended = Injection.Suspend();
         Registry registry = context.Registry;
         CowMemoryEngine engine = context.Engine;
 

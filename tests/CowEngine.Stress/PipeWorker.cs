@@ -58,7 +58,21 @@ internal sealed unsafe class PipeWorker : Worker
             record.Locks.LockRange(first, last);
             try
             {
-                record.View.PrepareForWrite(start, length);
+                try
+                {
+                    record.View.PrepareForWrite(start, length);
+                }
+                catch (Exception exception) when (Injection.IsRefusal(exception))
+                {
+                    // Refused (--inject-rate): no read into the view, whose bytes must be as they were;
+                    // the pipe is emptied for the next round.
+                    Injection.Refused("PrepareForWrite");
+                    fixed (byte* drain = _drain)
+                        _ = LibC.Read(_readEnd, drain, (nuint)length);
+                    for (long page = first; page <= last; page++)
+                        Model.CheckPage(record, page, "after a refused PrepareForWrite");
+                    return;
+                }
                 for (long page = first; page <= last; page++)
                     record.DirtySinceFreeze[page] = 1;
                 long received = 0;

@@ -74,6 +74,25 @@ internal sealed unsafe class RestoreWorker : Worker
             source.Gate.EnterExclusive();
     }
 
+    /// <summary>
+    /// RestoreTo, or false if an injected failure refused it (--inject-rate): then the target, which
+    /// no one else touches now, must hold exactly what it held.
+    /// </summary>
+    private static bool TryRestore(ViewRecord target, ViewRecord source, string what)
+    {
+        try
+        {
+            target.View.RestoreTo(source.View);
+            return true;
+        }
+        catch (Exception exception) when (Injection.IsRefusal(exception))
+        {
+            Injection.Refused(what);
+            Model.CheckWholeView(target, $"after a refused RestoreTo(#{source.Id})");
+            return false;
+        }
+    }
+
     private static void QuietRestore(ViewRecord target, ViewRecord source)
     {
         Family family = target.Family;
@@ -97,7 +116,11 @@ internal sealed unsafe class RestoreWorker : Worker
             Report.Failure("changed-pages",
                 $"{target}.GetChangedPages({source}) missed {missed} pages whose contents differ (first: page {firstMissed}); it returned {changed.LongCount}");
 
-        target.View.RestoreTo(source.View);
+        if (!TryRestore(target, source, "quiet restore"))
+        {
+            Model.CheckWholeView(source, $"after a refused {target}.RestoreTo({source})");
+            return;
+        }
         Buffer.MemoryCopy(source.Shadow, target.Shadow, target.Length, target.Length);
         Array.Clear(target.DirtySinceFreeze);
         Array.Clear(source.DirtySinceFreeze);
@@ -115,7 +138,8 @@ internal sealed unsafe class RestoreWorker : Worker
     private void RacingRestore(ViewRecord target, ViewRecord source)
     {
         Model.CopyShadowLocked(source, _before);
-        target.View.RestoreTo(source.View);
+        if (!TryRestore(target, source, "racing restore"))
+            return;
         Model.CopyShadowLocked(source, _after);
         // Only the target's own contents are read after the call: it must be a cut of the source.
         Buffer.MemoryCopy(target.Pointer, target.Shadow, target.Length, target.Length);

@@ -80,7 +80,18 @@ internal sealed unsafe class SnapshotWorker : Worker
         {
             if (source.Dead)
                 return;
-            CowView view = source.View.Snapshot();
+            CowView view;
+            try
+            {
+                view = source.View.Snapshot();
+            }
+            catch (Exception exception) when (Injection.IsRefusal(exception))
+            {
+                // Refused (--inject-rate): the source, which no one else touches now, must be as it was.
+                Injection.Refused("quiet snapshot");
+                Model.CheckWholeView(source, "after a refused Snapshot()");
+                return;
+            }
             var record = new ViewRecord(Registry.NextId(), source.Family, view, source, "snapshot", frozen: Random.Next(3) == 0);
             Buffer.MemoryCopy(source.Shadow, record.Shadow, record.Length, record.Length);
             Array.Clear(source.DirtySinceFreeze);
@@ -92,7 +103,7 @@ internal sealed unsafe class SnapshotWorker : Worker
             CowViewStats sourceStats = source.View.GetStats();
             if (sourceStats.WritablePages != 0 || sourceStats.PrivatePages != 0)
                 Report.Failure("snapshot-state", $"source {source} right after Snapshot(): {sourceStats}; expected every page shared and read-only");
-            if (Random.Next(4) == 0 && source.View.TakeDirtyPages().LongCount is var dirty and not 0)
+            if (Random.Next(4) == 0 && TryTakeDirtyPages(source) is { LongCount: var dirty and not 0 })
                 Report.Failure("dirty-pages", $"{source}: TakeDirtyPages right after Snapshot() returned {dirty} pages, expected none");
 
             Model.CheckWholeView(record, "right after Snapshot()");
@@ -145,6 +156,20 @@ internal sealed unsafe class SnapshotWorker : Worker
             source.Gate.ExitSnapshot();
             if (!registered)
                 Registry.CancelReservation(source.Family);
+        }
+    }
+
+    /// <summary>TakeDirtyPages, or null if an injected failure refused it (--inject-rate; its pages then stay dirty).</summary>
+    private static CowPageSet? TryTakeDirtyPages(ViewRecord record)
+    {
+        try
+        {
+            return record.View.TakeDirtyPages();
+        }
+        catch (Exception exception) when (Injection.IsRefusal(exception))
+        {
+            Injection.Refused("TakeDirtyPages");
+            return null;
         }
     }
 

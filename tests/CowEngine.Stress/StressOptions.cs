@@ -19,6 +19,10 @@ internal sealed class StressOptions
           --watchdog-seconds N    fail the run when an operation makes no progress for N seconds (default 30)
           --mapping-budget N      the engine's MappingBudget (default: the engine's default); a budget
                                   below the working set's worst case makes the engine evict under load
+          --inject-rate N         make N of every million system calls outside the fault handler fail
+                                  (mmap, mprotect, munmap, fallocate, mincore, the userfaultfd ioctls;
+                                  docs/reliability.md): each API call that fails must throw the documented
+                                  exception and change nothing (e.g. 20000: 2%)
           --simulate-hang KIND    test the watchdog: after 2 s one thread hangs in an operation
                                   (managed: sleeps forever; gc: blocks in cooperative mode, which
                                   freezes the whole runtime at the next GC, like a stuck fault handler)
@@ -45,6 +49,9 @@ internal sealed class StressOptions
 
     /// <summary>The engine's mapping budget, or null for the engine's default (see --mapping-budget).</summary>
     public int? MappingBudget { get; private set; }
+
+    /// <summary>Failures per million system calls outside the fault handler, or null for none (see --inject-rate).</summary>
+    public uint? InjectRate { get; private set; }
 
     /// <summary>null, "managed" or "gc": see --simulate-hang.</summary>
     public string? SimulatedHang { get; private set; }
@@ -93,6 +100,10 @@ internal sealed class StressOptions
                 case "--checkpoint-seconds": options.CheckpointInterval = TimeSpan.FromSeconds(number); break;
                 case "--watchdog-seconds": options.WatchdogTimeout = TimeSpan.FromSeconds(number); break;
                 case "--mapping-budget": options.MappingBudget = checked((int)number); break;
+                case "--inject-rate" when number <= 1_000_000: options.InjectRate = (uint)number; break;
+                case "--inject-rate":
+                    error = $"--inject-rate: {value} is more than a million per million";
+                    return null;
                 default:
                     error = $"unknown option {name}";
                     return null;

@@ -50,6 +50,8 @@ internal sealed class StressRun
         foreach (Family family in families)
             SnapshotWorker.CreateRegion(family, context, setupRandom, _main);
         _main.End();
+        if (_options.InjectRate is { } rate)
+            Injection.Arm(rate, _options.Seed);
 
         var workers = new List<Worker>();
         for (int i = 0; i < _options.WriterThreads; i++)
@@ -91,8 +93,9 @@ internal sealed class StressRun
         long failures = Report.Failures;
         string categories = failures == 0 ? "none" : string.Join(", ", Report.FailureCategories.Select(c => $"{c.Key}={c.Value}"));
         Report.Line($"failure categories: {categories}");
+        string injection = _options.InjectRate is null ? "" : $" injected={Injection.Injected} refused={Injection.Refusals}";
         Report.Line($"RESULT status={(failures == 0 ? "PASS" : "FAIL")} seed={_options.Seed} seconds={seconds:F0} operations={operations} " +
-                    $"operations_per_second={operations / seconds:F0} faults={faults} faults_per_second={faults / seconds:F0} mismatches={failures}");
+                    $"operations_per_second={operations / seconds:F0} faults={faults} faults_per_second={faults / seconds:F0} mismatches={failures}{injection}");
         return failures == 0 ? 0 : 1;
     }
 
@@ -134,7 +137,9 @@ internal sealed class StressRun
             ExitIfWatchdogFired();
             _main.Begin("running checks");
             long boundBefore = context.Registry.PagesThatMayHoldSlots;
-            CowEngineStats stats = engine.GetStats();
+            CowEngineStats stats;
+            using (Injection.Suspend()) // its drain must not leave punches that failed in SlotsInUse
+                stats = engine.GetStats();
             long bound = Math.Max(boundBefore, context.Registry.PagesThatMayHoldSlots) + slack;
             if (stats.SlotsInUse > bound)
                 Report.Failure("slots-in-use", $"running: {stats.SlotsInUse} slots in use, more than the {bound} pages live views can reference (copies in flight included)");
@@ -227,6 +232,9 @@ internal sealed class StressRun
             GC.Collect();
             GC.WaitForPendingFinalizers();
         }
+        // The disposals ran with injection on; the punches that failed are still queued: this drain, with
+        // injection off, retries them, and everything must then be back to empty.
+        Injection.Disarm();
         CowEngineStats stats = context.Engine.GetStats();
         Report.Line($"after disposing all {views.Count} views: {stats}");
         if (stats.LiveViews != 0)

@@ -53,6 +53,12 @@ internal abstract class Worker
             {
                 Step();
             }
+            catch (Exception exception) when (Injection.IsRefusal(exception))
+            {
+                // --inject-rate: a call refused by an injected failure, as documented. What it left is
+                // checked where the worker still holds its views (and by every checkpoint's audit).
+                Injection.Refused(Activity.Operation);
+            }
             catch (CowMappingBudgetExceededException exception)
             {
                 // The working set is sized so that this cannot happen with the default budget, and

@@ -45,6 +45,7 @@ internal static unsafe partial class Program
             "address-space-at-start" => AddressSpaceAtStart(),
             "unreachable-engine" => UnreachableEngine(),
             var name when name.StartsWith("tgkill-", StringComparison.Ordinal) => SignalFromElsewhere(name),
+            var name when name.StartsWith("inject-", StringComparison.Ordinal) => InjectionScenario(name),
             _ => UnknownScenario(args[0]),
         };
     }

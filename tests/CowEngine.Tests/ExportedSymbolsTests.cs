@@ -6,7 +6,8 @@ namespace CowEngine.Tests;
 
 /// <summary>
 /// libcowengine.so exports the engine's API and nothing else: its defined dynamic function symbols
-/// are exactly the functions native/include/cow_engine.h declares COW_API. Anything more (benchmark
+/// are exactly the functions native/include/cow_engine.h declares COW_API, and the test-only
+/// failure injection that native/include/cow_test_inject.h declares COW_API. Anything more (benchmark
 /// code such as the fork baseline, an internal function that lost its static or hidden visibility)
 /// would ship in the package and become something users can bind to. The symbol table is read from
 /// the ELF file itself, so the test needs no binutils.
@@ -23,6 +24,8 @@ public sealed partial class ExportedSymbolsTests
         string header = Path.Combine(RepositoryRoot(), "native", "include", "cow_engine.h");
         SortedSet<string> declared = DeclaredApi(File.ReadAllText(header));
         Assert.Contains("cow_install", declared); // the header parser found the declarations
+        declared.UnionWith(DeclaredApi(File.ReadAllText(Path.Combine(RepositoryRoot(), "native", "include", "cow_test_inject.h"))));
+        Assert.Contains("cow_test_inject_configure", declared);
 
         List<ElfSymbol> exported = DynamicSymbols(File.ReadAllBytes(library)).Where(s => s.IsDefined && s.IsExported).ToList();
         var functions = new SortedSet<string>(exported.Where(s => s.IsFunction).Select(s => s.Name).Except(LinkerSymbols), StringComparer.Ordinal);

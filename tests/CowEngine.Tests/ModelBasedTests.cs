@@ -15,7 +15,7 @@ namespace CowEngine.Tests;
 /// tests/CowEngine.Tests -c Release --filter "FullyQualifiedName~ModelBasedTests"</c> (the
 /// environment seed replaces the time-derived one).
 /// </remarks>
-public sealed class ModelBasedTests
+public sealed partial class ModelBasedTests
 {
     private const string SeedVariable = "COWENGINE_SEED";
     private const int Steps = 1500;
@@ -77,7 +77,7 @@ public sealed class ModelBasedTests
         public override string ToString() => $"view#{Id}({Bytes.Length / CowMemoryEngine.PageSize}p)";
     }
 
-    private sealed class ModelRun
+    private sealed partial class ModelRun
     {
         private const int PageSize = CowMemoryEngine.PageSize;
         private const int FullCheckInterval = 10;
@@ -97,8 +97,10 @@ public sealed class ModelBasedTests
         private int _step;
         private int _nextId;
 
-        public ModelRun(int seed, string description, int minPages = 1, int maxPages = 40, int maxLiveViews = 12, int? mappingBudget = null)
+        public ModelRun(int seed, string description, int minPages = 1, int maxPages = 40, int maxLiveViews = 12, int? mappingBudget = null,
+                        InjectionPlan? injection = null)
         {
+            _injection = injection;
             _mappingBudget = mappingBudget;
             _seed = seed;
             _description = description;
@@ -116,24 +118,33 @@ public sealed class ModelBasedTests
                 $"Model-based run, {_description}, {steps} steps. Replay: {SeedVariable}={_seed} dotnet test tests/CowEngine.Tests -c Release --filter \"FullyQualifiedName~ModelBasedTests\"");
             using var engine = new CowMemoryEngine(new CowEngineOptions { MappingBudget = _mappingBudget });
             _engine = engine;
+            _injection?.Arm(_seed);
             try
             {
                 for (_step = 0; _step < steps; _step++)
                 {
                     DoRandomOperation();
-                    CheckEngineCounters();
-                    if (_step % FullCheckInterval == 0)
-                        CheckAllViews(withKernelMappings: _step % KernelCheckInterval == 0);
+                    using (SuspendInjection())
+                    {
+                        CheckEngineCounters();
+                        if (_step % FullCheckInterval == 0)
+                            CheckAllViews(withKernelMappings: _step % KernelCheckInterval == 0);
+                    }
                 }
-                CheckAllViews(withKernelMappings: true);
+                using (SuspendInjection())
+                    CheckAllViews(withKernelMappings: true);
 
                 // Tear down in random order; the survivors must stay intact throughout.
                 while (_live.Count > 0)
                 {
                     Dispose(_live[_random.Next(_live.Count)]);
-                    CheckEngineCounters();
-                    CheckAllViews(withKernelMappings: false);
+                    using (SuspendInjection())
+                    {
+                        CheckEngineCounters();
+                        CheckAllViews(withKernelMappings: false);
+                    }
                 }
+                DisarmInjection();
                 CowEngineStats final = Engine.GetStats();
                 if (_mappingBudget is not null)
                     Check(final.Evictions > 0, $"the engine never evicted under a budget of {_mappingBudget} mappings: the run did not test eviction");
@@ -143,6 +154,7 @@ public sealed class ModelBasedTests
             }
             finally
             {
+                DisarmInjection();
                 foreach (ModelView view in _live)
                     view.View.Dispose();
             }
@@ -175,19 +187,29 @@ public sealed class ModelBasedTests
         /// Runs an API call that may be refused for the mapping budget when this run has a tiny one;
         /// a refusal must change nothing (the callers check that the views still match the model).
         /// </summary>
-        private bool TryApi(Func<CowView> call, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out CowView? result)
+        private bool TryApi(Func<CowView> call, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out CowView? result) =>
+            TryApi(call, countsMustStay: true, budgetMayRefuse: true, out result);
+
+        private bool TryApi<T>(Func<T> call, bool countsMustStay, bool budgetMayRefuse, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out T? result)
         {
+            Counts? before = _injection is null ? null : TakeCounts();
             try
             {
-                result = call();
+                result = call()!;
                 return true;
             }
-            catch (CowMappingBudgetExceededException e) when (_mappingBudget is not null)
+            catch (Exception e) when (before is not null && IsInjectedFailure(e))
+            {
+                CheckRefusalChangedNothing(e, before, countsMustStay);
+                result = default;
+                return false;
+            }
+            catch (CowMappingBudgetExceededException e) when (_mappingBudget is not null && budgetMayRefuse)
             {
                 _refusals++;
                 Record($"  refused: {e.Message}");
                 Check(Engine.GetStats().LiveViews == _live.Count, "a refused call changed the number of live views");
-                result = null;
+                result = default;
                 return false;
             }
         }
@@ -260,13 +282,17 @@ public sealed class ModelBasedTests
             long offset = _random.NextInt64(target.Bytes.Length + 1);
             long length = _random.NextInt64(Math.Min(target.Bytes.Length - offset, 6L * PageSize) + 1);
             Record($"prepare {target} [{offset}, +{length})");
-            target.View.PrepareForWrite(offset, length);
+            // Documented: a failed PrepareForWrite prepared the pages before the failure, so only the
+            // contents and the live views must be as they were.
+            if (!TryApi(() => { target.View.PrepareForWrite(offset, length); return true; }, countsMustStay: false, budgetMayRefuse: false, out _))
+                return;
             CheckContents(target);
             if (length == 0)
                 return;
 
             // The prepared pages are private and writable now: writing into them faults and copies
             // nothing (this is what lets a system call write into them).
+            using IDisposable? suspended = SuspendInjection();
             CowEngineStats before = Engine.GetStats();
             long firstPage = offset / PageSize, endPage = (offset + length + PageSize - 1) / PageSize;
             CowViewStats viewStats = target.View.GetStats();

@@ -36,7 +36,7 @@ namespace CowEngine.Tests;
 /// <para>Replay: each run prints its seed; set COWENGINE_SEED to run that seed in the random-seed
 /// tests (with the default budget in process, with the tight budget in the child process).</para>
 /// </remarks>
-public sealed class RollbackModelTests
+public sealed partial class RollbackModelTests
 {
     private const int PageSize = CowMemoryEngine.PageSize;
 
@@ -167,7 +167,7 @@ public sealed class RollbackModelTests
         }
     }
 
-    private sealed class ModelRun(int seed, int? mappingBudget, HangWatchdog? watchdog)
+    private sealed partial class ModelRun(int seed, int? mappingBudget, HangWatchdog? watchdog, InjectionPlan? injection = null)
     {
         private static readonly long[] HotPages = [0, 1, 2, 255, 511, 512, 513, Pages - 1];
 
@@ -188,6 +188,8 @@ public sealed class RollbackModelTests
             using var engine = NewSmallEngine(mappingBudget);
             if (watchdog is not null)
                 watchdog.Describe = () => $"{Context()}: no progress in {StallLimit.TotalSeconds} s during {_inFlight}; {engine.GetStats()}\n{LogText()}";
+            _engine = engine;
+            injection?.Arm(seed);
             try
             {
                 CreateRegion(engine, trackWrites: false);
@@ -204,11 +206,16 @@ public sealed class RollbackModelTests
                 foreach (ModelView view in _views)
                     view.View.Dispose();
                 _views.Clear();
+                DisarmInjection();
                 CheckEngineIsEmpty(engine);
             }
             catch (Exception e) when (e is not Xunit.Sdk.XunitException)
             {
                 Fail($"{e.GetType().Name}: {e}");
+            }
+            finally
+            {
+                DisarmInjection();
             }
         }
 
@@ -315,7 +322,7 @@ public sealed class RollbackModelTests
             // Documented: on CowMappingBudgetExceededException the pages before the failure were
             // prepared. The model marks the whole range as possibly written either way: a page that
             // was not prepared then only widens the "may have been written" sets.
-            TryUnderBudget(() => { target.View.PrepareForWrite(start, length); return true; }, out _);
+            TryUnderBudget(() => { target.View.PrepareForWrite(start, length); return true; }, countsMustStay: false, budgetMayRefuse: true, out _);
             MarkWritten(target, start, length, byFaults: false);
             Log($"{target.Name}.PrepareForWrite([{start}, +{length}))");
         }
@@ -352,8 +359,10 @@ public sealed class RollbackModelTests
         private void Diff(ModelView a, ModelView b)
         {
             Begin($"{a.Name}.GetChangedPages({b.Name})");
-            CowPageSet reported = a.View.GetChangedPages(b.View);
-            CowPageSet reverse = b.View.GetChangedPages(a.View);
+            // Refused by an injected failure (of mincore): nothing to check but that nothing changed.
+            if (!TryUnderBudget(() => a.View.GetChangedPages(b.View), countsMustStay: true, budgetMayRefuse: false, out CowPageSet? reported) ||
+                !TryUnderBudget(() => b.View.GetChangedPages(a.View), countsMustStay: true, budgetMayRefuse: false, out CowPageSet? reverse))
+                return;
             Log($"{a.Name}.GetChangedPages({b.Name}) = {Describe(reported)}");
             Check(reported.SequenceEqual(reverse), () => $"the diff is not symmetric: {Describe(reported)} vs {Describe(reverse)}");
             for (long page = 0; page < Pages; page++)
@@ -371,7 +380,9 @@ public sealed class RollbackModelTests
         private void TakeDirty(ModelView target)
         {
             Begin($"{target.Name}.TakeDirtyPages()");
-            CowPageSet reported = target.View.TakeDirtyPages();
+            // Refused by an injected failure: its pages stay dirty, and the reference point stays.
+            if (!TryUnderBudget(target.View.TakeDirtyPages, countsMustStay: true, budgetMayRefuse: false, out CowPageSet? reported))
+                return;
             Log($"{target.Name}.TakeDirtyPages() = {Describe(reported)}");
             for (long page = 0; page < Pages; page++)
             {
@@ -398,14 +409,25 @@ public sealed class RollbackModelTests
         /// documents that nothing changed (the periodic full check compares every view with the
         /// model). Under the default budget no refusal is expected.
         /// </summary>
-        private bool TryUnderBudget<T>(Func<T> operation, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out T? result)
+        private bool TryUnderBudget<T>(Func<T> operation, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out T? result) =>
+            TryUnderBudget(operation, countsMustStay: true, budgetMayRefuse: true, out result);
+
+        private bool TryUnderBudget<T>(Func<T> operation, bool countsMustStay, bool budgetMayRefuse,
+                                       [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out T? result)
         {
+            Counts? before = injection is null ? null : TakeCounts();
             try
             {
                 result = operation()!;
                 return true;
             }
-            catch (CowMappingBudgetExceededException e) when (mappingBudget is not null)
+            catch (Exception e) when (before is not null && injection!.IsDocumentedFailure(e, out _))
+            {
+                CheckRefusalChangedNothing(e, before, countsMustStay);
+                result = default;
+                return false;
+            }
+            catch (CowMappingBudgetExceededException e) when (mappingBudget is not null && budgetMayRefuse)
             {
                 Log($"{_inFlight[(_inFlight.IndexOf(": ", StringComparison.Ordinal) + 2)..]} refused: {e.Message}");
                 result = default;
@@ -423,6 +445,7 @@ public sealed class RollbackModelTests
         /// </summary>
         private void CheckWithinBudgetAfterMakingRoom(ModelView view)
         {
+            using IDisposable? suspended = SuspendInjection();
             CowEngineStats stats = view.View.Engine.GetStats();
             Check(stats.Mappings <= stats.MappingBudget,
                 () => $"{_inFlight} succeeded, but the engine uses {stats.Mappings} mappings of its budget of {stats.MappingBudget}: {stats}");
@@ -430,6 +453,7 @@ public sealed class RollbackModelTests
 
         private void CheckEveryView()
         {
+            using IDisposable? suspended = SuspendInjection();
             Begin("checking every view");
             foreach (ModelView view in _views)
             {

@@ -25,6 +25,14 @@ internal static partial class Log
         Message = "CowEngine could not unmap a disposed view ({Error}); its pages stay allocated and its address range is never reused")]
     public static partial void ViewDisposeFailed(ILogger logger, string error);
 
+    [LoggerMessage(EventId = 8, Level = LogLevel.Error,
+        Message = "CowEngine could not unmap a region whose creation failed ({Error}); its pages stay allocated and its address range is never reused")]
+    public static partial void RegionUndoFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 9, Level = LogLevel.Warning,
+        Message = "CowEngine could not give freed memory back to the kernel (fallocate PUNCH_HOLE failed with {Error}, {Failures} failures so far); the slots stay in use and are tried again")]
+    public static partial void ReclaimFailed(ILogger logger, string error, long failures);
+
     [LoggerMessage(EventId = 7, Level = LogLevel.Information,
         Message = "CowEngine write protection: userfaultfd is not available here ({Reason}); using mprotect")]
     public static partial void UserfaultfdUnavailable(ILogger logger, string reason);

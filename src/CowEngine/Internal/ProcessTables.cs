@@ -148,6 +148,7 @@ internal static unsafe class ProcessTables
 
         uint viewCapacity = ViewCapacityFor(range);
         nint directory = 0, views = 0;
+        bool installFailed = false;
         try
         {
             ulong directoryBytes = DirectoryBytes(range);
@@ -163,7 +164,9 @@ internal static unsafe class ProcessTables
             int error = CowNative.Install(table);
             if (error != 0)
             {
-                NativeMemory.Free(table);
+                // The handler may already know the tables (cow_install can fail after registering
+                // them): they are kept, not freed under it.
+                installFailed = true;
                 Errno.ThrowIfFailed(error, "installing the SIGSEGV handler");
             }
             s_rangeSegments = (long)(range >> CowConstants.SegmentShift);
@@ -174,7 +177,10 @@ internal static unsafe class ProcessTables
         }
         catch
         {
-            // Nothing is kept: the next engine tries again from scratch.
+            // Nothing is kept: the next engine tries again from scratch (a 32 TiB reservation left
+            // behind each time would soon use up the address space).
+            if (installFailed)
+                throw;
             if (views != 0)
                 CowNative.Release(views, EntryTableBytes(viewCapacity));
             if (directory != 0)

@@ -42,6 +42,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
         {
             engine.Handle.DangerousAddRef(ref view._engineReferenced);
             entry->PageCount = (ulong)pageCount;
+            entry->Flags = 0; // a recycled entry may carry COW_VIEW_RANGE_KEPT from a failed creation
             entry->SegmentCount = (uint)segments;
             entry->Engine = engine.Handle.Table;
             entry->Leaves = (uint*)NativeMemory.AllocZeroed((nuint)segments, sizeof(uint));
@@ -71,7 +72,8 @@ internal sealed unsafe class ViewHandle : SafeHandle
     protected override bool ReleaseHandle()
     {
         CowViewEntry* entry = Entry;
-        bool rangeIsUnmapped = true;
+        // A region whose failed creation could not unmap its range: the range still maps slots.
+        bool rangeIsUnmapped = (entry->Flags & CowConstants.ViewRangeKept) == 0;
         if (Volatile.Read(ref entry->State) == CowConstants.ViewLive)
         {
             int error = CowNative.ViewDispose(entry);

@@ -41,8 +41,9 @@ internal static unsafe partial class CowNative
     [LibraryImport(Library, EntryPoint = "cow_engine_mapping_count")]
     public static partial long EngineMappingCount(EngineHandle engine);
 
+    /// <summary>0, or the errno of the first hole punch that failed (its run stays queued, its slots in use).</summary>
     [LibraryImport(Library, EntryPoint = "cow_engine_reclaim")]
-    public static partial ulong EngineReclaim(EngineHandle engine);
+    public static partial int EngineReclaim(EngineHandle engine, out ulong reclaimed);
 
     [LibraryImport(Library, EntryPoint = "cow_region_create")]
     public static partial int RegionCreate(ViewHandle view, int trackWrites);

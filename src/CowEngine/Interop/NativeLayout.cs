@@ -25,6 +25,9 @@ internal static class CowConstants
     public const uint ViewFree = 0;
     public const uint ViewLive = 1;
     public const uint ViewDisposed = 2;
+
+    /// <summary>cow_view_t.flags COW_VIEW_RANGE_KEPT: a failed region creation left the range mapped; never reuse it.</summary>
+    public const uint ViewRangeKept = 2;
 }
 
 [StructLayout(LayoutKind.Sequential)]

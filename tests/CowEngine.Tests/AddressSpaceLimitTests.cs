@@ -307,39 +307,10 @@ public sealed partial class AddressSpaceLimitTests
     /// Runs a CowEngine.TestChild scenario from a shell that sets `ulimit -v` first, so the limit is in
     /// force before the runtime starts; kills it (with its stacks in the report) if it hangs.
     /// </summary>
-    private static async Task<ChildResult> RunChildUnderUlimitAsync(string scenario, long limitKiB)
-    {
-        var startInfo = new ProcessStartInfo("/bin/sh")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string argument in new[] { "-c", $"ulimit -v {limitKiB} && exec \"$0\" \"$@\"", ChildProcess.DotnetHostPath(), ChildProcess.ChildAssemblyPath, scenario })
-            startInfo.ArgumentList.Add(argument);
-        startInfo.Environment["DOTNET_DbgEnableMiniDump"] = "0";
-        startInfo.Environment["DOTNET_EnableCrashReport"] = "0";
-        using var process = Process.Start(startInfo) ?? throw new InvalidOperationException("Process.Start returned null");
-        Task<string> standardOutput = process.StandardOutput.ReadToEndAsync();
-        Task<string> standardError = process.StandardError.ReadToEndAsync();
-        bool timedOut = false;
-        string? stacks = null;
-        using (var deadline = new CancellationTokenSource(ChildTimeout))
-        {
-            try
-            {
-                await process.WaitForExitAsync(deadline.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                timedOut = true;
-                stacks = ThreadStacks.Capture(process.Id);
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-            }
-        }
-        return new ChildResult(scenario, process.ExitCode, timedOut, await standardOutput, await standardError, stacks);
-    }
+    private static Task<ChildResult> RunChildUnderUlimitAsync(string scenario, long limitKiB) =>
+        ChildProcess.RunProgramAsync(scenario, "/bin/sh",
+            ["-c", $"ulimit -v {limitKiB} && exec \"$0\" \"$@\"", ChildProcess.DotnetHostPath(), ChildProcess.ChildAssemblyPath, scenario],
+            ChildTimeout);
 
     private const int ModeWrite = 2; // the fork baseline's child writes one byte into each listed page
 

@@ -46,10 +46,16 @@ internal static class ChildProcess
     /// hung child is the one case in which a test learns nothing from the output alone). No crash
     /// dumps or crash reports from deliberate crashes.
     /// </summary>
-    public static async Task<ChildResult> RunDotnetAsync(string label, IEnumerable<string> arguments, TimeSpan timeout,
-                                                         IReadOnlyDictionary<string, string>? environment = null)
+    public static Task<ChildResult> RunDotnetAsync(string label, IEnumerable<string> arguments, TimeSpan timeout,
+                                                   IReadOnlyDictionary<string, string>? environment = null) =>
+        RunProgramAsync(label, DotnetHostPath(), arguments, timeout, environment);
+
+    /// <summary>As <see cref="RunDotnetAsync"/>, for any program (e.g. a shell that sets a limit, then
+    /// execs `dotnet`).</summary>
+    public static async Task<ChildResult> RunProgramAsync(string label, string program, IEnumerable<string> arguments, TimeSpan timeout,
+                                                          IReadOnlyDictionary<string, string>? environment = null)
     {
-        var startInfo = new ProcessStartInfo(DotnetHostPath())
+        var startInfo = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

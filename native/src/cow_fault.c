@@ -13,6 +13,7 @@
  *      faulting page (and its neighbours) back before returning.
  * If a step cannot complete, the process cannot continue correctly: cow_die_in_fault.
  */
+#include "cow_inject.h"
 #include "cow_internal.h"
 
 #include <errno.h>

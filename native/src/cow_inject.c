@@ -12,7 +12,7 @@
  * records its thread id in a small table for the length of the fault (a signal handler cannot use
  * thread-local storage of a library loaded with dlopen without risking malloc).
  */
-#include "cow_internal.h"
+#include "cow_inject.h"
 
 #include <errno.h>
 #include <unistd.h>

@@ -4,7 +4,7 @@
  * One subsystem per file; each section below is one file's interface. Dependencies point down the
  * list (a file uses only the sections above its own), so no two files use each other:
  *
- *   cow_inject.c    test-only failure injection       cow_os.c        system calls
+ *   cow_inject.c    test-only failure injection (cow_inject.h; below cow_os.c)   cow_os.c   system calls
  *   cow_lock.c      spin and reader-writer locks
  *   cow_diag.c      the one-line fatal diagnostics    cow_registry.c  the process tables, fork policy
  *   cow_alloc.c     slots, chunks, leaves; engine init
@@ -22,23 +22,13 @@
 #define COW_INTERNAL_H
 
 #include "cow_engine.h"
-#include "cow_test_inject.h"
+#include "cow_atomic.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define COW_INTERNAL __attribute__((visibility("hidden")))
-
 _Static_assert(COW_CHUNK_SLOTS == COW_SEGMENT_PAGES && COW_LEAF_ENTRIES == COW_SEGMENT_PAGES,
                "a copy of page i of a segment goes to slot i of a chunk: the counts must agree");
-
-/* ---- atomics (GCC builtins: lock-free, usable in a signal handler) ---- */
-#define cow_load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
-#define cow_load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define cow_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define cow_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define cow_add(p, v)           __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
-#define cow_sub(p, v)           __atomic_sub_fetch((p), (v), __ATOMIC_ACQ_REL)
 
 /* ---- geometry of a view ---- */
 
@@ -153,39 +143,6 @@ static inline void cow_mark_writable_segments(cow_view_t *view, uint64_t first, 
         if ((cow_load_relaxed(&view->writable_segments[segment >> 6]) & bit) == 0)
             __atomic_fetch_or(&view->writable_segments[segment >> 6], bit, __ATOMIC_RELAXED);
     }
-}
-
-/* ---- failure injection for tests (cow_inject.c; native/include/cow_test_inject.h) ---- */
-
-/* Nonzero while some kind of call is armed and injection is not suspended: the one word the fast
- * path reads. */
-COW_INTERNAL extern uint32_t cow_inject_active;
-COW_INTERNAL int cow_inject_check(uint32_t kind);
-COW_INTERNAL uint32_t cow_inject_fault_enter_slow(void);
-COW_INTERNAL void cow_inject_fault_leave_slow(uint32_t entry);
-
-/* 0, or the errno the next call of `kind` is to fail with. Costs one relaxed load when nothing is
- * armed (production). Async-signal-safe. */
-static inline int cow_inject(uint32_t kind)
-{
-    if (__builtin_expect(cow_load_relaxed(&cow_inject_active) != 0, 0))
-        return cow_inject_check(kind);
-    return 0;
-}
-
-/* The fault handler marks its thread for the length of a fault, so injection can tell calls made
- * inside it from the others; returns what cow_inject_fault_leave takes (0: not marked). */
-static inline uint32_t cow_inject_fault_enter(void)
-{
-    if (__builtin_expect(cow_load_relaxed(&cow_inject_active) != 0, 0))
-        return cow_inject_fault_enter_slow();
-    return 0;
-}
-
-static inline void cow_inject_fault_leave(uint32_t entry)
-{
-    if (__builtin_expect(entry != 0, 0))
-        cow_inject_fault_leave_slow(entry);
 }
 
 /* ---- os layer (cow_os.c) ---- */

@@ -8,6 +8,7 @@
  * Calls a signal can interrupt (fallocate, ftruncate) are made again on EINTR, a bounded number of
  * times: EINTR says nothing about the request itself.
  */
+#include "cow_inject.h"
 #include "cow_internal.h"
 
 #include <errno.h>

@@ -7,6 +7,7 @@
 #ifndef COW_TEST_HARNESS_H
 #define COW_TEST_HARNESS_H
 
+#include "../src/cow_inject.h"
 #include "../src/cow_internal.h"
 
 #include <stdint.h>

@@ -10,7 +10,7 @@ userfaultfd/results under the results folder's parent, BenchmarkDotNet.Artifacts
   - replaces the part of the doc between the GENERATED markers with the machine, one table per
     scenario (engine/fork and engine/baseline ratios computed from numbers of the same run), the
     scenarios of issue 12 with both write-protection mechanisms side by side, and the goals of
-    issues 3, 12 and 13 with the measured ratio beside each; a scenario without results (not run
+    issues 3, 12, 13 and 14 with the measured ratio beside each; a scenario without results (not run
     yet, or failed before writing its CSV) is said to be not run, and so are its goals;
   - draws the chart of scenarios 1 and 2 (time vs region size, time vs k) with matplotlib.
 Run by `./build.sh bench` after a full run; run it by hand to regenerate from existing CSVs.
@@ -1010,6 +1010,86 @@ def scenario10(rows, goals, medians):
     return out
 
 
+ZERO_PAGE_ROWS = (("Engine_ReadFresh", "Engine: read a fresh region", "Anonymous_ReadFresh"),
+                  ("Engine_ReadFreshSnapshot", "Engine: read a snapshot of a fresh region", "Anonymous_ReadFresh"),
+                  ("Anonymous_ReadFresh", "Anonymous memory: read (the floor)", None),
+                  ("Engine_FillSequential", "Engine: fill in order", "Anonymous_FillSequential"),
+                  ("Engine_FillSequentialTracked", "Engine: fill in order, `trackWrites: true`", "Anonymous_FillSequential"),
+                  ("Anonymous_FillSequential", "Anonymous memory: fill in order (the floor)", None),
+                  ("Engine_FillRandom", "Engine: fill in a random order", "Anonymous_FillRandom"),
+                  ("Anonymous_FillRandom", "Anonymous memory: fill in a random order (the floor)", None))
+
+
+def fmt_recorded(v):
+    """A recorded value as it is, unrounded (0 stays 0)."""
+    return "n/a" if v is None else f"{v:g}"
+
+
+def scenario11(rows, goals):
+    out = ["### 11. Zero page: reading and filling a fresh region",
+           "Per iteration a fresh region (or fresh memory), one byte of every page read or written, in page order "
+           "unless said otherwise. A fresh region has every page on the kernel's zero page (a read-only private "
+           "anonymous mapping); its first write to a page is an engine fault that maps the page's own slot "
+           "read-write (no copy). *Read a fresh region*: `CreateRegion` (default `trackWrites: false`), then the "
+           "reads (the kernel's read faults on the zero-page mapping). *Read a snapshot of a fresh region*: its "
+           "pages are mapped lazily, each engine read fault maps a run onto the zero page. *Anonymous memory*: "
+           "fresh private anonymous memory (`mmap` MAP_PRIVATE|MAP_ANONYMOUS, never touched, no huge pages): a "
+           "read maps the kernel's zero page too, a write allocates a zeroed page - the floor for the same access. "
+           "*Fill in order*: with `trackWrites: false` write fault-around resolves up to 32 pages per fault "
+           "(`CowEngineOptions.FaultAroundPages`); with `trackWrites: true` every page is a fault of its own. "
+           "*Fill in a random order*: every page once in a fixed random permutation (drawn before the measurement; "
+           "the same for the engine and the floor); without `trackWrites`, once a 2 MiB segment is cut into 16 "
+           "mappings, one fault makes the rest of it writable (design.md, the zero page). *vs anonymous*: median over the anonymous-memory median of the "
+           "same access, same run. *Committed after*: the engine's pool (`CommittedBytes`, the memfd's allocated "
+           "blocks) after the access; for anonymous memory the growth of the process's anonymous memory (Pss_Anon) "
+           "over it. *Faults per page*: the engine's faults (read + write) during the access / pages. *Zero pages "
+           "after*: pages of the accessed view still on the zero page."]
+    commit_label = "(14) reading every page of a fresh 1 GiB region commits nothing"
+    read_label = "(14) reading a fresh region costs at most 2x reading fresh anonymous memory"
+    if rows is None:
+        goals.append((commit_label, "not run", "n/a"))
+        goals.append((read_label, "not run", "n/a"))
+        return out + [NOT_RUN]
+    sizes = param_values(rows, "SizeMiB")
+    for size in sizes:
+        pages = int(size) * 256
+        body = []
+        for method, label, baseline in ZERO_PAGE_ROWS:
+            if find(rows, method, SizeMiB=size) is None:
+                continue
+            t = median_us(rows, method, SizeMiB=size)
+            per_page = metric(rows, method, "ns_per_page", SizeMiB=size)
+            if per_page is None and t is not None:
+                per_page = t * 1000 / pages
+            vs = fmt_x(ratio(t, median_us(rows, baseline, SizeMiB=size))) if baseline else "1 (floor)"
+            g = lambda name: metric(rows, method, name, SizeMiB=size)
+            engine = method.startswith("Engine")
+            body.append([label, t_or_fail(rows, method, SizeMiB=size), f"{fmt_num(per_page, 0)} ns", vs,
+                         fmt_num(g("Committed_MiB"), 2), fmt_num(g("FaultsPerPage"), 3) if engine else "-",
+                         fmt_num(g("ZeroPages"), 0) if engine else "-"])
+        out.append(f"**{fmt_size(float(size))}** ({pages:,} pages):")
+        out.append(table(["", "Total", "Per page", "vs anonymous", "Committed after, MiB", "Faults per page",
+                          "Zero pages after"], body))
+    if "1024" not in sizes:
+        measured = f"not run at 1 GiB (sizes of this run: {', '.join(fmt_size(float(s)) for s in sizes)})"
+        goals.append((commit_label, measured, "n/a"))
+        goals.append((read_label, measured, "n/a"))
+        return out
+    region = metric(rows, "Engine_ReadFresh", "Committed_MiB", SizeMiB="1024")
+    snapshot = metric(rows, "Engine_ReadFreshSnapshot", "Committed_MiB", SizeMiB="1024")
+    goals.append((commit_label, f"pool committed after the reads: region {fmt_recorded(region)} MiB, "
+                                f"its snapshot {fmt_recorded(snapshot)} MiB",
+                  verdict(region == 0 and snapshot == 0)))
+    e = median_us(rows, "Engine_ReadFresh", SizeMiB="1024")
+    es = median_us(rows, "Engine_ReadFreshSnapshot", SizeMiB="1024")
+    a = median_us(rows, "Anonymous_ReadFresh", SizeMiB="1024")
+    r = ratio(e, a)
+    goals.append((read_label, f"1 GiB: engine {fmt_time(e)} vs anonymous memory {fmt_time(a)}: {fmt_x(r)} "
+                              f"(a snapshot of the region: {fmt_x(ratio(es, a))})",
+                  verdict(r is not None and r <= 2)))
+    return out
+
+
 def run_span(path):
     """(start, end, info) of the run a machine file describes: start from its date_utc (minute
     resolution), end = the file's time (it is rewritten at the end of the run with the load average)."""
@@ -1135,11 +1215,12 @@ def main():
                 scenario8(load(args.results, "HotLoopBenchmarks"), goals),
                 scenario9(load(args.results, "RewindBufferBenchmarks"), goals),
                 scenario10(load(args.results, "TypedAccessBenchmarks"), goals,
-                           workload_medians_ns(args.results, "TypedAccessBenchmarks"))]
+                           workload_medians_ns(args.results, "TypedAccessBenchmarks")),
+                scenario11(load(args.results, "ZeroPageBenchmarks"), goals)]
     scenarios = ["FirstSnapshotBenchmarks", "SnapshotFrequencyBenchmarks", "FirstWriteBenchmarks",
                  "IsolatedFirstWriteBenchmarks", None, "RollbackBenchmarks", "WriterThreadsBenchmarks", "MemoryBenchmarks",
                  "MappingBudgetBenchmarks", "HotLoopBenchmarks", "RewindBufferBenchmarks",
-                 "TypedAccessBenchmarks"]
+                 "TypedAccessBenchmarks", "ZeroPageBenchmarks"]
     for section, scenario in zip(sections, scenarios):
         note = separate_run_note(args.results, scenario) if scenario else None
         if note:

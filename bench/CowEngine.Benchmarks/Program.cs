@@ -30,7 +30,8 @@ public static class Program
 {
     /// <summary>The scenarios of issue 3, in its order (3 with the isolated first writes of issue 12,
     /// a process of their own), then the mapping budget's cost (7), and issue 13's hot loop (8) and
-    /// rewind buffer (9), and issue 14's typed access (10); each with its number in docs/benchmarks.md.</summary>
+    /// rewind buffer (9), and issue 14's typed access (10) and zero page (11); each with its number in
+    /// docs/benchmarks.md.</summary>
     internal static readonly (string Number, Type Type)[] Suite =
     [
         ("1", typeof(FirstSnapshotBenchmarks)),
@@ -44,6 +45,7 @@ public static class Program
         ("8", typeof(HotLoopBenchmarks)),
         ("9", typeof(RewindBufferBenchmarks)),
         ("10", typeof(TypedAccessBenchmarks)),
+        ("11", typeof(ZeroPageBenchmarks)),
     ];
 
     internal static Type[] Scenarios => Suite.Select(s => s.Type).ToArray();

@@ -181,7 +181,7 @@ typedef struct cow_view {
     cow_engine_t *engine;
     uint32_t *leaves;        /* [segment_count] leaf per segment */
     uint32_t *write_chunks;  /* [segment_count] chunk receiving this view's copies, or COW_NONE */
-    uint64_t *mapped_bits;   /* [(page_count + 63) / 64] page mapped onto its slot (else PROT_NONE) */
+    uint64_t *mapped_bits;   /* [(page_count + 63) / 64] page mapped onto its slot (else PROT_NONE, or zero_bits) */
     uint64_t *writable_bits; /* [(page_count + 63) / 64] page mapped writable (a subset of mapped) */
     uint64_t *dirty_bits;    /* [(page_count + 63) / 64] made writable since the last freeze */
     uint64_t *pinned_bits;   /* [(page_count + 63) / 64] prepared for write: never evicted until the next freeze */
@@ -216,6 +216,8 @@ typedef struct cow_view {
     /* ---- set by the owner while FREE, zero-filled ---- */
     uint64_t *writable_segments; /* [(segment_count + 63) / 64] segments that may have a writable page
                                   * (a superset): a freeze costs the segments written, not the view's size */
+    uint64_t *zero_bits;         /* [(page_count + 63) / 64] page mapped read-only onto the kernel's zero page
+                          * (anonymous memory): its slot was never written; never set with mapped_bits */
 } cow_view_t;
 
 /* The process-wide tables the handler starts from. */
@@ -235,10 +237,11 @@ typedef struct cow_view_stats {
     uint64_t private_pages;  /* pages only this view references */
     uint64_t shared_pages;   /* pages whose slot another view (or leaf) also references */
     uint64_t writable_pages; /* pages currently mapped writable */
-    uint64_t mapped_pages;   /* pages mapped at all (a snapshot maps its pages on first touch) */
+    uint64_t mapped_pages;   /* pages mapped at all (a snapshot maps its pages on first touch), zero_pages included */
     int64_t mappings;
     uint64_t write_faults;
     uint64_t pages_copied;
+    uint64_t zero_pages; /* pages mapped onto the kernel's zero page: never written, holding no memory */
 } cow_view_stats_t;
 
 _Static_assert(sizeof(void *) == 8, "CowEngine supports 64-bit targets only");

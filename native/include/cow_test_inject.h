@@ -41,7 +41,9 @@ extern "C" {
 #define COW_INJECT_UFFD_API          14u /* ioctl UFFDIO_API (cow_os_userfaultfd_open) */
 #define COW_INJECT_UFFD_REGISTER     15u /* ioctl UFFDIO_REGISTER (cow_os_uffd_register) */
 #define COW_INJECT_UFFD_WRITEPROTECT 16u /* ioctl UFFDIO_WRITEPROTECT, each attempt (cow_os_uffd_protect) */
-#define COW_INJECT_KINDS             17u
+#define COW_INJECT_MAP_ZERO          17u /* mmap MAP_FIXED of the zero page over a view's pages (cow_os_map_zero) */
+#define COW_INJECT_SEEK_DATA         18u /* lseek SEEK_DATA / SEEK_HOLE of the pool (cow_os_seek_data) */
+#define COW_INJECT_KINDS             19u
 
 /* Where a call is made: on a thread inside the engine's fault handler, or anywhere else (API calls,
  * the background reclaimer, engine set-up). */

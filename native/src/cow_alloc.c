@@ -318,6 +318,23 @@ int cow_engine_init(cow_engine_t *engine)
     return 0;
 }
 
+/* 1 if the slot is a hole of the pool (never written since it was last punched: reads zero, holds
+ * no memory); 0 if it holds data, or if lseek fails (not knowing, it counts as data). */
+static int cow_slot_is_hole(cow_engine_t *engine, uint32_t slot)
+{
+    uint64_t offset = (uint64_t)slot << COW_PAGE_SHIFT, data;
+    return cow_os_seek(engine->memfd, offset, 1, &data) == 0 && data != offset;
+}
+
+static int cow_page_is_zero(const uint8_t *page)
+{
+    const uint64_t *words = (const uint64_t *)page;
+    uint64_t any = 0;
+    for (uint32_t i = 0; i < COW_PAGE_SIZE / sizeof(uint64_t); i++)
+        any |= words[i];
+    return any == 0;
+}
+
 int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b, int *error_out)
 {
     if (a == b)
@@ -326,7 +343,7 @@ int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b, int *error_ou
     uint8_t *page_b = engine->pool + ((uint64_t)b << COW_PAGE_SHIFT);
     int resident_a = 0, resident_b = 0;
     int error = cow_os_is_resident(page_a, &resident_a);
-    if (error == 0 && resident_a)
+    if (error == 0)
         error = cow_os_is_resident(page_b, &resident_b);
     if (error != 0) {
         /* Not knowing is no reason to call equal bytes different (a restore's copy-back leaves such
@@ -335,9 +352,18 @@ int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b, int *error_ou
             *error_out = error;
         return memcmp(page_a, page_b, COW_PAGE_SIZE) != 0;
     }
-    if (!resident_a || !resident_b)
-        return 1;
-    return memcmp(page_a, page_b, COW_PAGE_SIZE) != 0;
+    if (resident_a && resident_b)
+        return memcmp(page_a, page_b, COW_PAGE_SIZE) != 0;
+    /* One is not in memory. A hole reads zero, known without reading it (a copy of a never-written
+     * page is a hole too); anything else (swapped out) counts as differing rather than be read. */
+    int hole_a = !resident_a && cow_slot_is_hole(engine, a), hole_b = !resident_b && cow_slot_is_hole(engine, b);
+    if (hole_a && hole_b)
+        return 0;
+    if (hole_a && resident_b)
+        return !cow_page_is_zero(page_b);
+    if (hole_b && resident_a)
+        return !cow_page_is_zero(page_a);
+    return 1;
 }
 
 int cow_slot_copy_if_differs(cow_engine_t *engine, uint32_t to, uint32_t from)
@@ -348,6 +374,17 @@ int cow_slot_copy_if_differs(cow_engine_t *engine, uint32_t to, uint32_t from)
     const uint8_t *source = engine->pool + ((uint64_t)from << COW_PAGE_SHIFT);
     int resident = 0;
     int error = cow_os_is_resident(source, &resident);
+    /* A source not in memory may be a hole (never written): it reads zero, and is never read through
+     * the window, which would allocate it (and leave a page on the zero page with a slot holding
+     * memory). */
+    if (error == 0 && !resident && cow_slot_is_hole(engine, from)) {
+        int target_resident = 0;
+        if (cow_slot_is_hole(engine, to) ||
+            (cow_os_is_resident(target, &target_resident) == 0 && target_resident && cow_page_is_zero(target)))
+            return 0; /* equal: zero both */
+        memset(target, 0, COW_PAGE_SIZE);
+        return 1;
+    }
     /* Residency unknown: comparing is right, at worst it allocates `source`. */
     if ((error != 0 || resident) && memcmp(target, source, COW_PAGE_SIZE) == 0)
         return 0;

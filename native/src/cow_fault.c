@@ -46,6 +46,72 @@ static uint32_t cow_fault_window(cow_view_t *view, uint64_t page)
     return (uint32_t)(stop - page);
 }
 
+/* ---- filling a fragmented segment ----
+ * A region without write tracking starts on the zero page, and each first write maps one page (or a
+ * fault-around window) of its slots over it. Scattered first writes - a random fill - would cut the
+ * zero page into a mapping per write: a fault and a split each, ten times the kernel's own first
+ * touch. So once a segment's pages go on or off the zero page COW_FILL_BOUNDARIES times (each is a
+ * mapping boundary), a write fault on a page of
+ * its zero page that is dirty (every page is, until the region's first freeze) and private (no copy
+ * needed) makes all such pages of the segment writable at once: one fault, and the rest of the
+ * segment's first writes are the kernel's. Those pages' never-written neighbours then allocate when
+ * read, as any mapped slot does (docs/design.md, the zero page). Exact-write regions and pages shared
+ * with a snapshot keep the page-granular path. */
+#define COW_FILL_BOUNDARIES 16
+
+static int cow_fault_fills(cow_view_t *view, uint64_t page)
+{
+    cow_engine_t *engine = view->engine;
+    return cow_is_zero(view, page) && cow_bit(view->dirty_bits, page) &&
+           cow_load_acquire(&engine->leaf_refcounts[view->leaves[cow_segment_of(page)]]) == 1 &&
+           cow_load_acquire(&engine->slot_refcounts[cow_slot_of(view, page)]) == 1;
+}
+
+/* Where the segment's pages go on or off the zero page (each is a mapping boundary): the bits that
+ * differ from the bit before them, within the segment - a few words, cheap enough for every fault. */
+static uint32_t cow_zero_edges(const cow_view_t *view, uint32_t segment)
+{
+    uint64_t first = cow_segment_first(segment), end = cow_segment_end(view, segment), carry = 0;
+    uint32_t edges = 0;
+    for (uint64_t word = first / 64; word < (end + 63) / 64; word++) {
+        uint64_t bits = view->zero_bits[word], valid = end - word * 64 >= 64 ? ~0ull : (1ull << (end - word * 64)) - 1;
+        edges += (uint32_t)__builtin_popcountll(((bits ^ (bits << 1 | carry)) & valid));
+        carry = bits >> 63;
+    }
+    return edges;
+}
+
+/* Whether the write fault at `page` fills its segment (above). */
+static int cow_fault_should_fill(cow_view_t *view, uint64_t page)
+{
+    if ((view->flags & COW_VIEW_EXACT_WRITES) != 0 || !cow_fault_fills(view, page))
+        return 0;
+    return cow_zero_edges(view, cow_segment_of(page)) >= COW_FILL_BOUNDARIES;
+}
+
+/* Makes every page of the segment of `page` that cow_fault_fills writable, one run of them at a
+ * time; `page` is one of them. */
+static int cow_fault_fill_segment(cow_view_t *view, uint64_t page, const cow_segment_guard_t *guard,
+                                  cow_resolve_result_t *result)
+{
+    uint32_t segment = cow_segment_of(page);
+    uint64_t end = cow_segment_end(view, segment);
+    for (uint64_t first = cow_segment_first(segment); first < end;) {
+        if (!cow_fault_fills(view, first)) {
+            first++;
+            continue;
+        }
+        uint64_t stop = first + 1;
+        while (stop < end && cow_fault_fills(view, stop))
+            stop++;
+        int error = cow_resolve_write(view, first, (uint32_t)(stop - first), COW_RESOLVE_FAULT, guard, result);
+        if (error != 0)
+            return error;
+        first = stop;
+    }
+    return 0;
+}
+
 /* Resolves `page` as a write (with `ahead` - 1 more pages after it) or a read, under the segment's
  * guard `guard` (which the caller holds). */
 static int cow_fault_resolve_page(cow_view_t *view, uint64_t page, int is_write, uint32_t ahead,
@@ -55,6 +121,8 @@ static int cow_fault_resolve_page(cow_view_t *view, uint64_t page, int is_write,
     result->copies = 0;
     if (!is_write)
         return cow_resolve_read(view, page, &result->failed_call);
+    if (cow_fault_should_fill(view, page))
+        return cow_fault_fill_segment(view, page, guard, result);
     return cow_resolve_write(view, page, ahead, COW_RESOLVE_FAULT, guard, result);
 }
 

@@ -46,7 +46,8 @@ uint32_t cow_inject_active;
 static const char *const g_kind_names[COW_INJECT_KINDS] = {
     "memfd_create", "ftruncate",   "close",     "reserve",       "allocate_table",    "release",
     "map_pool",     "fstat",       "map_slots", "protect",       "reserve_fixed",     "punch",
-    "mincore",      "userfaultfd", "uffd_api",  "uffd_register", "uffd_writeprotect",
+    "mincore",      "userfaultfd", "uffd_api",  "uffd_register", "uffd_writeprotect", "map_zero",
+    "seek_data",
 };
 
 static void cow_inject_update_active(void)

@@ -118,6 +118,12 @@ static inline int cow_is_mapped(const cow_view_t *view, uint64_t page)
     return cow_bit(view->mapped_bits, page);
 }
 
+/* Mapped onto the kernel's zero page: never written (docs/design.md, invariant 12). */
+static inline int cow_is_zero(const cow_view_t *view, uint64_t page)
+{
+    return cow_bit(view->zero_bits, page);
+}
+
 static inline int cow_is_pinned(const cow_view_t *view, uint64_t page)
 {
     return cow_bit(view->pinned_bits, page);
@@ -157,6 +163,19 @@ COW_INTERNAL int cow_os_punch(int fd, uint64_t offset, uint64_t length);
 /* userfaultfd: register a range for write-protect faults; write-protect it (protect 1) or not. */
 COW_INTERNAL int cow_os_uffd_register(int fd, uint64_t address, uint64_t length);
 COW_INTERNAL int cow_os_uffd_protect(int fd, uint64_t address, uint64_t length, int protect);
+/* Maps [address, address + length) read-only onto the kernel's zero page (private anonymous memory,
+ * never written: reading it allocates nothing, and neighbouring ranges merge into one mapping). */
+COW_INTERNAL int cow_os_map_zero(uint64_t address, uint64_t length);
+/* *run_out: how many of the `pages` pages of a shared mapping from `first` are in memory before the
+ * first one that is not (mincore, 64 pages a call). Returns 0 or mincore's errno (then *run_out
+ * counts the pages known before the failure). */
+COW_INTERNAL int cow_os_resident_run(const uint8_t *first, uint64_t pages, uint64_t *run_out);
+/* The first offset at or after `offset` of the file that holds data (`data` 1) or is a hole (`data`
+ * 0), as lseek(SEEK_DATA / SEEK_HOLE) says; *found_out is UINT64_MAX when there is no data. Data
+ * includes swapped-out memory; a hole reads zero and holds no memory. The kernel walks the file's
+ * pages from `offset` to the answer: SEEK_HOLE across a long run of data costs that run (the engine
+ * asks SEEK_DATA only, which skips absent pages quickly). */
+COW_INTERNAL int cow_os_seek(int fd, uint64_t offset, int data, uint64_t *found_out);
 /* *resident_out: 1 if the page (of a shared mapping) is in memory, so reading it will not allocate or
  * swap it in. Returns 0 or the errno of mincore (then *resident_out is 0: unknown). */
 COW_INTERNAL int cow_os_is_resident(const void *page, int *resident_out);
@@ -258,8 +277,9 @@ COW_INTERNAL uint32_t cow_leaf_other_holder(cow_engine_t *engine, uint32_t leaf,
 COW_INTERNAL int cow_slots_reserve(cow_engine_t *engine, uint64_t count);
 
 /* Whether two slots may hold different bytes: compared through the pool window, unless one of them is
- * not in memory (never written, or swapped out) - reading it would allocate a page (shared memory
- * allocates on a read fault) or swap it in, so they count as differing instead. */
+ * not in memory - reading it would allocate a page (shared memory allocates on a read fault) or swap
+ * it in. A hole (never written) reads zero, which is known without reading it; a swapped-out page
+ * counts as differing. */
 /* If mincore fails, the bytes decide (reading may allocate a page) and *error_out (may be NULL) receives
  * its errno: a caller that can refuse (a diff) does, so that its answer never depends on a failure. */
 COW_INTERNAL int cow_slots_differ(cow_engine_t *engine, uint32_t a, uint32_t b, int *error_out);
@@ -290,6 +310,7 @@ COW_INTERNAL int cow_copy_slot_take(cow_view_t *view, uint64_t page, cow_release
 #define COW_CLASS_UNMAPPED 0
 #define COW_CLASS_READ     1
 #define COW_CLASS_WRITE    2
+#define COW_CLASS_ZERO     3 /* read-only onto the kernel's zero page: anonymous, no slot (invariant 12) */
 
 typedef struct cow_protector {
     const char *name;
@@ -312,7 +333,15 @@ COW_INTERNAL extern const cow_protector_t cow_protector_userfaultfd; /* cow_prot
 
 static inline int cow_page_class(const cow_view_t *view, uint64_t page)
 {
-    return cow_is_mapped(view, page) ? 1 + cow_is_writable(view, page) : COW_CLASS_UNMAPPED;
+    if (cow_is_mapped(view, page))
+        return 1 + cow_is_writable(view, page);
+    return cow_is_zero(view, page) ? COW_CLASS_ZERO : COW_CLASS_UNMAPPED;
+}
+
+/* Whether the page is accessible at all: mapped onto its slot, or onto the zero page. */
+static inline int cow_is_readable(const cow_view_t *view, uint64_t page)
+{
+    return cow_is_mapped(view, page) || cow_is_zero(view, page);
 }
 
 /* Pages of [first, last] (inclusive, clamped to the view) that start a new mapping. */
@@ -329,6 +358,9 @@ COW_INTERNAL int64_t cow_map_growth_if_unmapped(cow_view_t *view, uint64_t first
  * entries, bits and counts updated); the rest are exactly as before, entries included. */
 COW_INTERNAL int cow_map_pages(cow_view_t *view, uint64_t first, uint64_t end, int class, const uint32_t *slots,
                                int populate, uint64_t *done_out, int *failed_call_out);
+/* Maps pages [first, end) of one segment onto the zero page (COW_CLASS_ZERO); their slots must read
+ * zero and stay so while the pages are (invariant 12). */
+COW_INTERNAL int cow_map_zero(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out);
 /* Maps one mapped page again as its bits say it is (a fault on a page the bits call accessible). */
 COW_INTERNAL int cow_map_refresh(cow_view_t *view, uint64_t page, int *failed_call_out);
 /* Write-protects every writable page of the view (one protector call per writable run). If a call

@@ -62,7 +62,7 @@
     FIELD(cow_engine_t, reverse_copies, 344 + 4 * COW_STRIPE_COUNT)         \
     FIELD(cow_engine_t, pages_restored_by_copy, 352 + 4 * COW_STRIPE_COUNT) \
     FIELD(cow_engine_t, uffd, 360 + 4 * COW_STRIPE_COUNT)                   \
-    SIZE(cow_view_t, 184)                                                   \
+    SIZE(cow_view_t, 192)                                                   \
     FIELD(cow_view_t, base, 0)                                              \
     FIELD(cow_view_t, page_count, 8)                                        \
     FIELD(cow_view_t, engine, 16)                                           \
@@ -90,6 +90,7 @@
     FIELD(cow_view_t, base_incarnation, 164)                                \
     FIELD(cow_view_t, incarnation, 168)                                     \
     FIELD(cow_view_t, writable_segments, 176)                               \
+    FIELD(cow_view_t, zero_bits, 184)                                       \
     SIZE(cow_process_t, 40)                                                 \
     FIELD(cow_process_t, arena_base, 0)                                     \
     FIELD(cow_process_t, arena_size, 8)                                     \
@@ -97,14 +98,15 @@
     FIELD(cow_process_t, views, 24)                                         \
     FIELD(cow_process_t, view_capacity, 32)                                 \
     FIELD(cow_process_t, view_high_water, 36)                               \
-    SIZE(cow_view_stats_t, 56)                                              \
+    SIZE(cow_view_stats_t, 64)                                              \
     FIELD(cow_view_stats_t, private_pages, 0)                               \
     FIELD(cow_view_stats_t, shared_pages, 8)                                \
     FIELD(cow_view_stats_t, writable_pages, 16)                             \
     FIELD(cow_view_stats_t, mapped_pages, 24)                               \
     FIELD(cow_view_stats_t, mappings, 32)                                   \
     FIELD(cow_view_stats_t, write_faults, 40)                               \
-    FIELD(cow_view_stats_t, pages_copied, 48)
+    FIELD(cow_view_stats_t, pages_copied, 48)                               \
+    FIELD(cow_view_stats_t, zero_pages, 56)
 
 #define COW_ASSERT_SIZE(type, bytes) _Static_assert(sizeof(type) == (bytes), #type " size changed");
 #define COW_ASSERT_FIELD(type, field, offset) \

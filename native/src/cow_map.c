@@ -7,7 +7,8 @@
  *
  * The counting rule (the kernel's merge rule, measured in ../shared/FACTS.md): a page starts a new
  * kernel mapping if it is the view's first page, if its mapping class differs from the page before
- * it, or if both are mapped and its slot does not follow the slot before it. A segment's edges
+ * it, or if both are mapped onto slots and its slot does not follow the slot before it. Pages on the
+ * zero page are one anonymous mapping per run, whatever their slots. A segment's edges
  * depend on the neighbouring segments' pages, which is why callers hold a segment guard (the
  * stripes of the segment and of both neighbours) or the view's write lock.
  */
@@ -48,7 +49,7 @@ static inline int cow_class_if_unmapped(const cow_view_t *view, uint64_t page, u
     if (page >= gone_first && page < gone_end && (include_pinned || !cow_is_pinned(view, page)))
         return COW_CLASS_UNMAPPED;
     int class = cow_page_class(view, page);
-    return protection_splits || class == COW_CLASS_UNMAPPED ? class : COW_CLASS_READ;
+    return protection_splits || class == COW_CLASS_UNMAPPED || class == COW_CLASS_ZERO ? class : COW_CLASS_READ;
 }
 
 static int64_t cow_count_boundaries(cow_view_t *view, uint64_t first, uint64_t last, uint64_t gone_first,
@@ -67,7 +68,8 @@ static int64_t cow_count_boundaries(cow_view_t *view, uint64_t first, uint64_t l
         int current = cow_class_if_unmapped(view, page, gone_first, gone_end, include_pinned, splits);
         if (current != previous)
             count++;
-        else if (current != COW_CLASS_UNMAPPED && cow_slot_of(view, page) != cow_slot_of(view, page - 1) + 1)
+        else if (current != COW_CLASS_UNMAPPED && current != COW_CLASS_ZERO &&
+                 cow_slot_of(view, page) != cow_slot_of(view, page - 1) + 1)
             count++;
     }
     return count;
@@ -80,7 +82,8 @@ int64_t cow_map_boundaries(cow_view_t *view, uint64_t first, uint64_t last)
 
 int64_t cow_map_growth_if_unmapped(cow_view_t *view, uint64_t first, uint64_t end, int include_pinned)
 {
-    if (first >= end || cow_bits_find(view->mapped_bits, first, end, 1) == end)
+    if (first >= end || (cow_bits_find(view->mapped_bits, first, end, 1) == end &&
+                         cow_bits_find(view->zero_bits, first, end, 1) == end))
         return 0; /* nothing mapped: nothing changes */
     return cow_count_boundaries(view, first, end, first, end, include_pinned) - cow_map_boundaries(view, first, end);
 }
@@ -98,8 +101,8 @@ static inline uint32_t cow_target_slot(cow_view_t *view, uint64_t page, uint64_t
     return slots != NULL ? slots[page - first] : *cow_entry_of(view, page);
 }
 
-/* Whether a page must be mapped with mmap (a new slot, or not mapped at all) rather than change its
- * protection in place. */
+/* Whether a page must be mapped with mmap (a new slot, or not mapped onto its slot: unmapped, or on
+ * the zero page) rather than change its protection in place. */
 static inline int cow_needs_mmap(cow_view_t *view, uint64_t page, uint64_t first, const uint32_t *slots)
 {
     return !cow_is_mapped(view, page) || (slots != NULL && slots[page - first] != *cow_entry_of(view, page));
@@ -125,6 +128,7 @@ static void cow_map_forget(cow_view_t *view, uint64_t start, uint64_t end, int f
     for (uint64_t p = start; p < end; p++) {
         cow_bit_clear(view->mapped_bits, p);
         cow_bit_clear(view->writable_bits, p);
+        cow_bit_clear(view->zero_bits, p);
     }
     cow_mappings_add(view, cow_map_boundaries(view, start, end) - before);
 }
@@ -153,6 +157,7 @@ static int cow_map_run(cow_view_t *view, uint64_t start, uint64_t end, int class
     for (uint64_t p = start; p < end; p++) {
         if (slots != NULL)
             cow_store_release(cow_entry_of(view, p), slots[p - first]);
+        cow_bit_clear(view->zero_bits, p);
         cow_bit_set(view->mapped_bits, p);
         if (class == COW_CLASS_WRITE)
             cow_bit_set(view->writable_bits, p);
@@ -185,12 +190,33 @@ int cow_map_pages(cow_view_t *view, uint64_t first, uint64_t end, int class, con
     return 0;
 }
 
+int cow_map_zero(cow_view_t *view, uint64_t first, uint64_t end, int *failed_call_out)
+{
+    int64_t before = cow_map_boundaries(view, first, end);
+    *failed_call_out = COW_CALL_MMAP;
+    int error = cow_os_map_zero(cow_page_address(view, first), (end - first) << COW_PAGE_SHIFT);
+    if (error != 0) {
+        cow_map_forget(view, first, end, COW_CALL_MMAP, error);
+        return error;
+    }
+    for (uint64_t p = first; p < end; p++) {
+        cow_bit_clear(view->mapped_bits, p);
+        cow_bit_clear(view->writable_bits, p);
+        cow_bit_set(view->zero_bits, p);
+    }
+    cow_mappings_add(view, cow_map_boundaries(view, first, end) - before);
+    *failed_call_out = COW_CALL_NONE;
+    return 0;
+}
+
 int cow_map_refresh(cow_view_t *view, uint64_t page, int *failed_call_out)
 {
     *failed_call_out = COW_CALL_NONE;
     int class = cow_page_class(view, page);
     if (class == COW_CLASS_UNMAPPED)
         return 0;
+    if (class == COW_CLASS_ZERO)
+        return cow_map_zero(view, page, page + 1, failed_call_out);
     int64_t before = cow_map_boundaries(view, page, page + 1);
     int error = cow_protector_of(view)->map(view, page, page + 1, class, cow_slot_of(view, page), 0, failed_call_out);
     if (error != 0) {
@@ -265,13 +291,15 @@ int cow_map_unmap(cow_view_t *view, uint64_t first, uint64_t end, int keep_pinne
             continue;
         }
         uint64_t run_end = keep_pinned ? cow_bits_find(view->pinned_bits, page, end, 1) : end;
-        if (cow_bits_find(view->mapped_bits, page, run_end, 1) < run_end) {
+        if (cow_bits_find(view->mapped_bits, page, run_end, 1) < run_end ||
+            cow_bits_find(view->zero_bits, page, run_end, 1) < run_end) {
             error = cow_os_reserve_fixed(cow_page_address(view, page), (run_end - page) << COW_PAGE_SHIFT);
             if (error != 0)
                 break; /* the runs unmapped so far are accounted for below; the rest stay mapped */
             for (uint64_t p = page; p < run_end; p++) {
                 cow_bit_clear(view->mapped_bits, p);
                 cow_bit_clear(view->writable_bits, p);
+                cow_bit_clear(view->zero_bits, p);
             }
             unmapped = 1;
         }
@@ -286,7 +314,8 @@ int cow_map_unmap(cow_view_t *view, uint64_t first, uint64_t end, int keep_pinne
 int cow_map_release_view(cow_view_t *view)
 {
     /* A view none of whose pages is mapped is one PROT_NONE mapping already (invariant 2): no call. */
-    if (cow_bits_find(view->mapped_bits, 0, view->page_count, 1) < view->page_count) {
+    if (cow_bits_find(view->mapped_bits, 0, view->page_count, 1) < view->page_count ||
+        cow_bits_find(view->zero_bits, 0, view->page_count, 1) < view->page_count) {
         int error = cow_os_reset_fixed(view->base, view->page_count << COW_PAGE_SHIFT);
         if (error != 0)
             return error;

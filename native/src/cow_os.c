@@ -195,6 +195,36 @@ int cow_os_reserve_fixed(uint64_t address, uint64_t length)
     return result == MAP_FAILED ? errno : 0;
 }
 
+int cow_os_map_zero(uint64_t address, uint64_t length)
+{
+    int injected = cow_inject(COW_INJECT_MAP_ZERO);
+    if (injected != 0)
+        return injected; /* as if the kernel had refused before touching the old mapping */
+    /* Private anonymous and never writable: a read maps the kernel's one zero page (no memory, no
+     * anon_vma), so neighbouring ranges made by separate calls merge into one mapping. Only ever over
+     * a range of our own arena. */
+    void *result =
+        mmap((void *)address, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return result == MAP_FAILED ? errno : 0;
+}
+
+int cow_os_seek(int fd, uint64_t offset, int data, uint64_t *found_out)
+{
+    int error = cow_inject(COW_INJECT_SEEK_DATA);
+    if (error != 0)
+        return error;
+    off_t found = lseek(fd, (off_t)offset, data ? SEEK_DATA : SEEK_HOLE);
+    if (found >= 0) {
+        *found_out = (uint64_t)found;
+        return 0;
+    }
+    error = errno;
+    if (error != ENXIO || !data)
+        return error;
+    *found_out = UINT64_MAX; /* no data at or after `offset`: the rest of the file is a hole */
+    return 0;
+}
+
 int cow_os_reset_fixed(uint64_t address, uint64_t length)
 {
     int error = 0;
@@ -236,6 +266,33 @@ int cow_os_is_resident(const void *page, int *resident_out)
             break;
     }
     *resident_out = error == 0 && (resident & 1) != 0;
+    return error;
+}
+
+int cow_os_resident_run(const uint8_t *first, uint64_t pages, uint64_t *run_out)
+{
+    unsigned char resident[64];
+    uint64_t run = 0;
+    int error = 0;
+    while (run < pages && error == 0) {
+        uint64_t count = pages - run < sizeof resident ? pages - run : sizeof resident;
+        for (int attempt = 0; attempt < COW_OS_INTERRUPTED_ATTEMPTS; attempt++) {
+            error = cow_inject(COW_INJECT_MINCORE);
+            if (error == 0)
+                error = mincore((void *)(first + (run << COW_PAGE_SHIFT)), count << COW_PAGE_SHIFT, resident) == 0
+                            ? 0
+                            : errno;
+            if (error != EAGAIN && error != EINTR)
+                break;
+        }
+        uint64_t i = 0;
+        while (error == 0 && i < count && (resident[i] & 1) != 0)
+            i++;
+        run += i;
+        if (i < count)
+            break;
+    }
+    *run_out = run;
     return error;
 }
 

@@ -17,13 +17,14 @@ static int cow_prepare_segment_for_write(cow_view_t *view, uint64_t first, uint3
     return cow_resolve_write(view, first, count, COW_RESOLVE_PREPARE, guard, &result);
 }
 
-/* Pages of one segment: mapped (read-only where they were not mapped), pinned. Same locking. */
+/* Pages of one segment: readable (mapped read-only where they were not mapped at all; the zero page
+ * is readable), pinned. Same locking. */
 static int cow_prepare_segment_for_read(cow_view_t *view, uint64_t first, uint32_t count,
                                         const cow_segment_guard_t *guard)
 {
     (void)guard;
     for (uint64_t page = first; page < first + count; page++) {
-        if (!cow_is_mapped(view, page)) {
+        if (!cow_is_readable(view, page)) {
             int failed_call;
             int error = cow_resolve_read(view, page, &failed_call); /* maps the whole untouched run around it */
             if (error != 0)

@@ -132,7 +132,8 @@ static void cow_stats_segment(cow_view_t *view, uint32_t segment, cow_view_stats
         else
             stats->shared_pages++;
         stats->writable_pages += (uint64_t)cow_is_writable(view, page);
-        stats->mapped_pages += (uint64_t)cow_is_mapped(view, page);
+        stats->mapped_pages += (uint64_t)cow_is_readable(view, page);
+        stats->zero_pages += (uint64_t)cow_is_zero(view, page);
     }
 }
 

@@ -105,6 +105,20 @@ static void cow_partner_unlock(cow_partner_t *partner)
     partner->view = NULL;
 }
 
+/* Whether `slot`, the slot of `view`'s page `page`, reads zero, known without reading it (reading a
+ * hole through the pool window would allocate it): the page is on the zero page here or in `other`
+ * (which must hold the same slot), or it is not mapped here and the pool has a hole there. Then a
+ * copy needs no memcpy: a fresh slot reads zero already (cow_alloc.c). */
+static int cow_slot_reads_zero(cow_view_t *view, uint64_t page, uint32_t slot, const cow_view_t *other)
+{
+    if (cow_is_zero(view, page) || (other != NULL && cow_is_zero(other, page)))
+        return 1;
+    if (cow_is_mapped(view, page))
+        return 0;
+    uint64_t offset = (uint64_t)slot << COW_PAGE_SHIFT, data;
+    return cow_os_seek(view->engine->memfd, offset, 1, &data) == 0 && data != offset;
+}
+
 /* Gives the partner a copy of page `page` if its only other holder is the partner's leaf and the
  * partner has not mapped it: afterwards the slot is ours alone. 1 if it did, 0 if a forward copy
  * is needed, -errno if no slot was left for the copy. */
@@ -116,12 +130,14 @@ static int cow_try_reverse_copy(cow_view_t *view, uint64_t page, uint32_t slot, 
     if (partner->view == NULL || cow_load_acquire(&engine->slot_refcounts[slot]) != 2 ||
         cow_load_relaxed(&partner->entries[index]) != slot || cow_is_mapped(partner->view, page))
         return 0;
+    int zero = cow_slot_reads_zero(view, page, slot, partner->view);
     uint32_t fresh;
     int error = cow_copy_slot_take(partner->view, page, batch, &fresh);
     if (error != 0)
         return -error;
-    memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT), engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT),
-           COW_PAGE_SIZE);
+    if (!zero)
+        memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT), engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT),
+               COW_PAGE_SIZE);
     cow_store_release(&partner->entries[index], fresh);
     cow_slot_release(batch, slot); /* 2 -> 1: the slot is ours alone */
     cow_add(&partner->view->pages_copied, 1u);
@@ -155,14 +171,16 @@ static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, 
             break;
         }
         if (reversed == 0 && cow_load_acquire(&engine->slot_refcounts[slot]) != 1) {
+            int zero = cow_slot_reads_zero(view, p, slot, NULL);
             uint32_t fresh;
             int error = cow_copy_slot_take(view, p, batch, &fresh);
             if (error != 0) {
                 *error_out = error;
                 break;
             }
-            memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT),
-                   engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT), COW_PAGE_SIZE);
+            if (!zero)
+                memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT),
+                       engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT), COW_PAGE_SIZE);
             old_slots[count] = slot;
             slots[count] = fresh;
         }
@@ -251,20 +269,57 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
     return error;
 }
 
+/* Maps `page` and as much of the untouched run [first, end) around it (file-contiguous slots) as is
+ * of the same kind: slots never written (holes of the pool) onto the zero page, so that reading them
+ * allocates nothing (shared memory allocates a page on a read fault); slots that hold data read-only
+ * onto themselves. lseek(SEEK_DATA) from the page tells the kind and where a hole ends (and, from
+ * `first`, whether the hole starts there); mincore over the pool window, where data in memory ends.
+ * If lseek fails, the whole run is mapped onto its slots - correct, it only allocates. */
+/* Pages of data a read fault maps at most beyond the faulting one (one mincore call). */
+#define COW_UNTOUCHED_LOOK 64u
+
+static int cow_map_untouched(cow_view_t *view, uint64_t first, uint64_t page, uint64_t end, int *failed_call_out)
+{
+    cow_engine_t *engine = view->engine;
+    uint64_t run = (uint64_t)cow_slot_of(view, first) << COW_PAGE_SHIFT; /* the offset of `first` */
+    uint64_t at = run + ((page - first) << COW_PAGE_SHIFT), data, other, done;
+    if (cow_os_seek(engine->memfd, at, 1, &data) != 0)
+        return cow_map_pages(view, first, end, COW_CLASS_READ, NULL, 0, &done, failed_call_out);
+    if (data != at) { /* a hole up to `data` */
+        uint64_t stop = (data - at) >> COW_PAGE_SHIFT < end - page ? page + ((data - at) >> COW_PAGE_SHIFT) : end;
+        uint64_t start = page > first && cow_os_seek(engine->memfd, run, 1, &other) == 0 && other >= at ? first : page;
+        return cow_map_zero(view, start, stop, failed_call_out);
+    }
+    /* Data: the run of it in memory - looked at COW_UNTOUCHED_LOOK pages at a time, mincore costing
+     * ~30 ns a page here - from `first` if that reaches `page` (a reader going backwards takes one
+     * fault per window too), else from `page` (at least the page itself: swapped out, it is data). */
+    uint64_t resident = 0, start = page;
+    if (page - first < COW_UNTOUCHED_LOOK) {
+        uint64_t look = end - first < COW_UNTOUCHED_LOOK ? end - first : COW_UNTOUCHED_LOOK;
+        (void)cow_os_resident_run(engine->pool + run, look, &resident);
+        start = first + resident > page ? first : page;
+    }
+    if (start == page) {
+        uint64_t look = end - page < COW_UNTOUCHED_LOOK ? end - page : COW_UNTOUCHED_LOOK;
+        (void)cow_os_resident_run(engine->pool + at, look, &resident);
+        resident = resident != 0 ? resident : 1;
+    }
+    return cow_map_pages(view, start, start + resident, COW_CLASS_READ, NULL, 0, &done, failed_call_out);
+}
+
 int cow_resolve_read(cow_view_t *view, uint64_t page, int *failed_call_out)
 {
-    if (cow_is_mapped(view, page))
+    if (cow_is_readable(view, page))
         return cow_map_refresh(view, page, failed_call_out);
     /* First touch: map the whole run of untouched pages with contiguous slots around it, so a
      * sequential reader takes one fault per run, not one per page. */
     uint32_t segment = cow_segment_of(page);
     uint64_t segment_first = cow_segment_first(segment), segment_end = cow_segment_end(view, segment);
     uint64_t first = page, end = page + 1;
-    while (first > segment_first && !cow_is_mapped(view, first - 1) &&
+    while (first > segment_first && !cow_is_readable(view, first - 1) &&
            cow_slot_of(view, first - 1) + 1 == cow_slot_of(view, first))
         first--;
-    while (end < segment_end && !cow_is_mapped(view, end) && cow_slot_of(view, end) == cow_slot_of(view, end - 1) + 1)
+    while (end < segment_end && !cow_is_readable(view, end) && cow_slot_of(view, end) == cow_slot_of(view, end - 1) + 1)
         end++;
-    uint64_t done;
-    return cow_map_pages(view, first, end, COW_CLASS_READ, NULL, 0, &done, failed_call_out);
+    return cow_map_untouched(view, first, page, end, failed_call_out);
 }

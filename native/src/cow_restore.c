@@ -99,22 +99,52 @@ static int cow_restore_each_segment(cow_view_t *view, cow_view_t *source, int on
     return 0;
 }
 
-/* Phase 1 for one segment: a segment that will take the source's leaf is unmapped now. Unmapping a
- * fragmented segment lowers the count; unmapping part of a larger mapping splits it (two more at
- * most), so room is made for those only. */
+/* Unmaps pages [first, end) of the view, making room for the mappings that splits first. Unmapping a
+ * fragmented range lowers the count; unmapping part of a larger mapping splits it (two more at most). */
+static int cow_restore_unmap(cow_view_t *view, uint64_t first, uint64_t end)
+{
+    cow_budget_holder_t holding = {COW_HOLDING_VIEW, view, 0};
+    int64_t growth = cow_map_growth_if_unmapped(view, first, end, 1);
+    int error = growth > 0 ? cow_budget_make_room(view->engine, growth, &holding) : 0;
+    return error == 0 ? cow_map_unmap(view, first, end, 0, NULL) : error;
+}
+
+/* Whether page `page` of the segment starting at `first` is in `mask` and on the zero page. */
+static int cow_is_zero_candidate(const cow_view_t *view, uint64_t first, const uint64_t mask[COW_SEGMENT_WORDS],
+                                 uint64_t page)
+{
+    return (mask[(page - first) / 64] >> ((page - first) % 64) & 1) != 0 && cow_is_zero(view, page);
+}
+
+/* Phase 1 for one segment: a segment that will take the source's leaf is unmapped now. One that
+ * copies back unmaps only its candidates on the zero page: the copy makes their slots hold data,
+ * which the zero page would hide (invariant 12); they are mapped again, onto their slots, when next
+ * touched. */
 static int cow_restore_prepare_segment(cow_view_t *view, cow_view_t *source, uint32_t g, int only_changed,
                                        cow_release_batch_t *unused)
 {
     (void)unused;
     uint64_t mask[COW_SEGMENT_WORDS];
     cow_restore_candidates(view, source, g, only_changed, mask);
-    if (cow_mask_is_empty(mask) || cow_restore_can_copy_back(view, g, mask))
+    if (cow_mask_is_empty(mask))
         return 0;
     uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
-    cow_budget_holder_t holding = {COW_HOLDING_VIEW, view, 0};
-    int64_t growth = cow_map_growth_if_unmapped(view, first, end, 1);
-    int error = growth > 0 ? cow_budget_make_room(view->engine, growth, &holding) : 0;
-    return error == 0 ? cow_map_unmap(view, first, end, 0, NULL) : error;
+    if (!cow_restore_can_copy_back(view, g, mask))
+        return cow_restore_unmap(view, first, end);
+    for (uint64_t page = first; page < end;) {
+        if (!cow_is_zero_candidate(view, first, mask, page)) {
+            page++;
+            continue;
+        }
+        uint64_t stop = page + 1;
+        while (stop < end && cow_is_zero_candidate(view, first, mask, stop))
+            stop++;
+        int error = cow_restore_unmap(view, page, stop);
+        if (error != 0)
+            return error;
+        page = stop;
+    }
+    return 0;
 }
 
 static void cow_restore_share_leaf(cow_view_t *view, cow_view_t *source, uint32_t g, cow_release_batch_t *batch)

@@ -225,24 +225,27 @@ int cow_region_create(cow_view_t *view, int track_writes)
     memset(view->writable_bits, 0, bytes);
     memset(view->dirty_bits, 0, bytes);
     memset(view->pinned_bits, 0, bytes);
+    memset(view->zero_bits, 0, bytes);
     memset(view->writable_segments, 0, ((view->segment_count + 63u) / 64u) * sizeof(uint64_t));
     cow_map_count_new_view(view);
 
-    uint64_t pages_given = 0, done;
+    uint64_t pages_given = 0;
     int failed_call;
     error = cow_region_take_chunks(view);
     if (error == 0)
         error = cow_region_fill_leaves(view, &pages_given);
+    /* Every page on the zero page: its slot is a hole, and reading it allocates nothing. The first
+     * write to a page maps its slot writable in place of the zero page (no copy: the slot is the
+     * region's own). */
     if (error == 0)
-        error = cow_map_pages(view, 0, view->page_count, track_writes ? COW_CLASS_READ : COW_CLASS_WRITE, NULL, 0,
-                              &done, &failed_call);
+        error = cow_map_zero(view, 0, view->page_count, &failed_call);
     if (error != 0) {
         cow_region_undo(view, pages_given);
         return error;
     }
     view->flags = track_writes ? COW_VIEW_EXACT_WRITES : 0u;
-    /* Without track_writes every page is writable, so it counts as dirty until the first freeze
-     * (exactly the bits of pages [0, page_count): the scans read whole words). */
+    /* Without track_writes every page counts as dirty until the first freeze, and writes resolve
+     * ahead (fault-around) - (exactly the bits of pages [0, page_count): the scans read whole words). */
     if (!track_writes) {
         memset(view->dirty_bits, 0xFF, bytes);
         if (view->page_count % 64 != 0)

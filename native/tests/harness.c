@@ -155,6 +155,7 @@ cow_view_t *harness_view(cow_engine_t *engine, uint64_t page_count)
     view->writable_bits = calloc(words, sizeof(uint64_t));
     view->dirty_bits = calloc(words, sizeof(uint64_t));
     view->pinned_bits = calloc(words, sizeof(uint64_t));
+    view->zero_bits = calloc(words, sizeof(uint64_t));
     view->mappings = 0;
     return view;
 }
@@ -171,6 +172,7 @@ void harness_view_free(cow_view_t *view)
     free(view->writable_bits);
     free(view->dirty_bits);
     free(view->pinned_bits);
+    free(view->zero_bits);
     view->leaves = NULL;
     view->state = COW_VIEW_FREE;
 }

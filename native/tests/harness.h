@@ -65,6 +65,7 @@ void run_fault_around_tests(int *passed, int *total);
 void run_restore_tests(int *passed, int *total);
 void run_group_tests(int *passed, int *total);
 void run_inject_tests(int *passed, int *total);
+void run_zero_tests(int *passed, int *total);
 
 /* A small deterministic generator (xorshift64*), so a failing sequence can be replayed. */
 uint64_t harness_random(uint64_t *state);

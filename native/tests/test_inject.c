@@ -206,28 +206,25 @@ static void test_a_failed_punch_without_a_queue_zeroes_the_slots(void)
     harness_engine_free(engine);
 }
 
-/* A region mapped in two runs whose second mmap fails, and whose unmapping then fails too: the slots
- * the first run maps must stay in use, and the owner is told never to reuse the range. */
-static void test_a_region_that_cannot_unmap_after_a_failed_create_keeps_its_slots(void)
+/* A region whose zero-page mapping fails: nothing was mapped (the mmap refused before replacing the
+ * range), so the create fails with its error and gives every slot back; the range can be used again. */
+static void test_a_region_whose_mapping_fails_gives_everything_back(void)
 {
     cow_engine_t *engine = harness_engine(16, 0);
-    /* Two segments whose chunks are not consecutive (one from the free list, one from the bump):
-     * two runs, two mmaps. */
-    engine->chunk_free[0] = 3;
-    engine->chunk_free_count = 1;
-    engine->chunk_bump = engine->chunk_capacity - 1;
     cow_view_t *region = harness_view(engine, 2 * COW_SEGMENT_PAGES);
-    CHECK(cow_test_inject_configure(COW_INJECT_MAP_SLOTS, COW_INJECT_IN_API, 2, 0, ENOMEM, 0) == 0, "arm mmap");
-    /* The first clean-up (the failed run's) succeeds; the region's unmapping is refused every time. */
-    CHECK(cow_test_inject_configure(COW_INJECT_RESERVE_FIXED, COW_INJECT_IN_API, 2, 1000000, ENOMEM, 0) == 0,
-          "arm unmap");
+    CHECK(cow_test_inject_configure(COW_INJECT_MAP_ZERO, COW_INJECT_IN_API, 1, 0, ENOMEM, 0) == 0, "arm mmap");
     CHECK(cow_region_create(region, 0) == ENOMEM, "the create fails with the mmap's error");
+    CHECK(cow_test_inject_count(COW_INJECT_MAP_ZERO, COW_INJECT_IN_API) == 1, "it was injected");
     cow_test_inject_reset();
-    CHECK((region->flags & COW_VIEW_RANGE_KEPT) != 0, "the owner is told to keep the range");
+    CHECK((region->flags & COW_VIEW_RANGE_KEPT) == 0, "the range can be used again");
     CHECK(region->state != COW_VIEW_LIVE, "the view never went live");
-    CHECK(engine->slots_in_use == 2 * COW_SEGMENT_PAGES, "its slots stay in use: %" PRIu64, engine->slots_in_use);
-    CHECK(cow_is_mapped(region, 0) && !cow_is_mapped(region, COW_SEGMENT_PAGES), "the first run is still mapped");
-    CHECK(harness_kernel_mappings(region) >= 2, "and the kernel agrees");
+    CHECK(engine->slots_in_use == 0, "its slots are given back: %" PRIu64 " in use", engine->slots_in_use);
+    CHECK(engine->chunks_in_use == 0 && engine->leaves_in_use == 0, "and its chunks and leaves");
+    CHECK(harness_kernel_mappings(region) == 1, "the range is one PROT_NONE mapping");
+    CHECK(cow_region_create(region, 0) == 0, "created again");
+    WORD(region, 3) = 5;
+    CHECK(WORD(region, 3) == 5, "and usable");
+    CHECK(cow_view_dispose(region) == 0, "dispose");
     harness_view_free(region);
     harness_engine_free(engine);
 }
@@ -332,6 +329,7 @@ static void test_writeprotect_again_is_retried_and_bounded(void)
     cow_engine_t *engine = harness_engine(16, 0);
     cow_view_t *region = harness_view(engine, 8);
     CHECK(cow_region_create(region, 1) == 0, "a tracked region");
+    stamp_slots(engine, region); /* mapped read-only onto its slots: preparing unprotects them in place */
     CHECK(cow_test_inject_configure(COW_INJECT_UFFD_WRITEPROTECT, COW_INJECT_IN_API, 1, 0, EAGAIN, 0) == 0, "once");
     CHECK(cow_view_prepare_write(region, 0, 1) == 0, "one EAGAIN is retried");
     if (harness_protection == COW_PROTECT_USERFAULTFD) {
@@ -361,7 +359,7 @@ void run_inject_tests(int *passed, int *total)
     *passed += RUN(test_a_failure_inside_the_fault_handler_is_retried_once);
     *passed += RUN(test_a_failed_punch_keeps_its_slots_until_a_retry_succeeds);
     *passed += RUN(test_a_failed_punch_without_a_queue_zeroes_the_slots);
-    *passed += RUN(test_a_region_that_cannot_unmap_after_a_failed_create_keeps_its_slots);
+    *passed += RUN(test_a_region_whose_mapping_fails_gives_everything_back);
     *passed += RUN(test_a_view_that_cannot_be_unmapped_at_dispose_keeps_its_slots);
     *passed += RUN(test_a_refused_snapshot_leaves_prepared_pages_writable);
     *passed += RUN(test_a_failed_mincore_does_not_change_a_diff_or_a_restore);

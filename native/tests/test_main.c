@@ -15,6 +15,7 @@ static void run_all(int *passed, int *total)
     run_restore_tests(passed, total);
     run_group_tests(passed, total);
     run_inject_tests(passed, total);
+    run_zero_tests(passed, total);
 }
 
 int main(int argc, char **argv)

@@ -13,8 +13,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Writes each page's slot number into the slot. Pages on the zero page are mapped onto their slots
+ * first, as they were before the zero page existed (read-write while dirty - a new region without
+ * write tracking -, else read-only): their slots are about to hold data (invariant 12). The tests of
+ * test_zero.c keep the zero page. */
 void stamp_slots(cow_engine_t *engine, cow_view_t *view)
 {
+    for (uint64_t page = 0; page < view->page_count;) {
+        page = cow_bits_find(view->zero_bits, page, view->page_count, 1);
+        if (page == view->page_count)
+            break;
+        uint64_t end = page + 1, done;
+        int dirty = cow_bit(view->dirty_bits, page), failed_call;
+        while (end < view->page_count && cow_is_zero(view, end) && cow_bit(view->dirty_bits, end) == dirty &&
+               cow_segment_of(end) == cow_segment_of(page))
+            end++;
+        CHECK(cow_map_unmap(view, page, end, 0, NULL) == 0, "unmap the zero page before stamping");
+        CHECK(cow_map_pages(view, page, end, dirty ? COW_CLASS_WRITE : COW_CLASS_READ, NULL, 0, &done, &failed_call) ==
+                  0,
+              "map the slots instead");
+        page = end;
+    }
     for (uint64_t page = 0; page < view->page_count; page++) {
         uint32_t slot = cow_slot_of(view, page);
         memcpy(engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT), &slot, sizeof slot);

@@ -235,13 +235,21 @@ public sealed unsafe class CowMemoryEngine : IDisposable
     public CowWriteProtection WriteProtection { get; }
 
     /// <summary>Creates a zero-filled, writable region.</summary>
+    /// <remarks>
+    /// Every page starts on the kernel's zero page: reading a page that was never written allocates
+    /// nothing, however large the region. The first write to a page costs one engine fault, which
+    /// maps the page's own memory in place (no copy). Like any protected page, a never-written page
+    /// must be prepared (<see cref="CowView.PrepareForWrite"/>) before a system call writes into it.
+    /// </remarks>
     /// <param name="lengthBytes">Its size: a positive multiple of <see cref="PageSize"/>.</param>
     /// <param name="trackWrites">
-    /// False (the default): the region is mapped writable, so filling it costs only the kernel's own
-    /// first-touch faults, and <see cref="CowView.TakeDirtyPages"/> counts every page as dirty until
-    /// the region's first snapshot or TakeDirtyPages call. True: the region starts write-protected,
-    /// so each page's first write costs one engine fault, and dirty-page tracking is exact from
-    /// creation.
+    /// False (the default): first writes resolve ahead (a sequential fill takes one fault per up to
+    /// <see cref="CowEngineOptions.FaultAroundPages"/> pages; scattered ones, once a 2 MiB segment
+    /// holds a few, make the rest of that segment writable at once, after which reading its
+    /// never-written pages allocates them), and <see cref="CowView.TakeDirtyPages"/> counts every page
+    /// as dirty until the region's first snapshot or TakeDirtyPages call. True: each page's first
+    /// write is one fault of its own, every page never written stays on the zero page, and dirty-page
+    /// tracking is exact from creation.
     /// </param>
     /// <returns>The region; dispose it when done.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The size is not positive, not page-aligned, or larger than the capacity.</exception>

@@ -4,10 +4,12 @@ namespace CowEngine;
 /// <param name="PrivatePages">Pages that only this view references: writing them costs nothing extra.</param>
 /// <param name="SharedPages">Pages shared with another view: the next write to each copies it.</param>
 /// <param name="WritablePages">Pages mapped writable right now (written since the view's last snapshot).</param>
-/// <param name="MappedPages">Pages mapped at all: a snapshot maps its pages on first touch.</param>
+/// <param name="MappedPages">Pages mapped at all (a snapshot maps its pages on first touch), <paramref name="ZeroPages"/> included.</param>
 /// <param name="Mappings">Kernel mappings (VMAs) the view's range consists of.</param>
 /// <param name="WriteFaults">Write faults the engine resolved on this view.</param>
 /// <param name="PagesCopied">Private copies made for this view, by faults and by PrepareForWrite.</param>
+/// <param name="ZeroPages">Pages never written that are mapped onto the kernel's one zero page: reading them
+/// allocates nothing (docs/design.md, zero pages).</param>
 public readonly record struct CowViewStats(
     long PrivatePages,
     long SharedPages,
@@ -15,7 +17,8 @@ public readonly record struct CowViewStats(
     long MappedPages,
     long Mappings,
     long WriteFaults,
-    long PagesCopied)
+    long PagesCopied,
+    long ZeroPages)
 {
     /// <summary>Bytes only this view holds.</summary>
     public long PrivateBytes => PrivatePages * CowMemoryEngine.PageSize;

@@ -28,7 +28,8 @@ namespace CowEngine;
 /// <para>System calls: the kernel raises no fault for its own accesses to user memory, so it cannot
 /// make the engine act. read(2) and .NET APIs that fill a buffer (e.g. <c>RandomAccess.Read</c>)
 /// fail with EFAULT ("Bad address"), or return a short count, when their buffer covers a page that
-/// is still shared: call <see cref="PrepareForWrite"/> on the buffer first. write(2) and APIs that
+/// is still shared or was never written (on the read-only zero page; a fresh region's pages are):
+/// call <see cref="PrepareForWrite"/> on the buffer first. write(2) and APIs that
 /// read a buffer (e.g. <c>RandomAccess.Write</c>, <c>Socket.Send</c>) fail the same way on pages a
 /// snapshot has not mapped yet (snapshots are mapped on first touch) or that the engine unmapped to
 /// stay within its mapping budget: call <see cref="PrepareForRead"/> first.</para>
@@ -184,8 +185,9 @@ public sealed unsafe class CowView : IDisposable
     /// map different slots can differ, and only those are compared (4 KiB each): for two views of one
     /// lineage (a view and its snapshots, their snapshots, ...) the cost follows the pages written
     /// since they parted, not the view's size, and when one is the other's snapshot or what it was
-    /// last restored to, only the pages written since are looked at. A page whose slots differ but one
-    /// of which was never written is reported without being compared (reading it would allocate it).
+    /// last restored to, only the pages written since are looked at. A slot never written reads zero,
+    /// which is known without reading it (reading would allocate it): two such slots are equal, and
+    /// one is compared with zeros. A slot swapped out is reported without being compared.
     /// Pages changed by concurrent writes may or may not be included.
     /// </summary>
     /// <param name="other">A live view of the same engine and size.</param>
@@ -278,7 +280,8 @@ public sealed unsafe class CowView : IDisposable
         CowViewStatsNative stats;
         Errno.ThrowIfFailed(CowNative.ViewStats(Handle, &stats), "reading view statistics");
         return new CowViewStats((long)stats.PrivatePages, (long)stats.SharedPages, (long)stats.WritablePages,
-            (long)stats.MappedPages, stats.Mappings, (long)stats.WriteFaults, (long)stats.PagesCopied);
+            (long)stats.MappedPages, stats.Mappings, (long)stats.WriteFaults, (long)stats.PagesCopied,
+            (long)stats.ZeroPages);
     }
 
     /// <summary>The slot (4 KiB of the pool file) behind a page; for tests and diagnostics.</summary>

@@ -50,9 +50,9 @@ namespace CowEngine;
 /// half-written file, and once the save returns the new file survives a power failure (on a disk
 /// that honours flushes; the tests kill processes, they do not cut power). A crash can
 /// leave the temporary file (<c>.{name}.{pid}.{id}.tmp</c>), which is never loaded; the next save
-/// to the same name deletes those of processes that no longer run. Reading a
-/// never-written page of a view commits it (shared memory allocates on read), so saving a large
-/// sparse view commits all of it.</para>
+/// to the same name deletes those of processes that no longer run. A save reads every page of
+/// the view to find the non-zero ones; a never-written page reads the zero page, so saving a large
+/// sparse view commits nothing for its empty pages.</para>
 /// <para><b>Loading</b> creates a region and reads each run of stored pages straight into it with
 /// <see cref="RandomAccess.Read(SafeFileHandle, Span{byte}, long)"/>, after
 /// <see cref="CowView.PrepareForWrite"/> on the run (the kernel cannot write into write-protected

@@ -18,7 +18,7 @@ internal static class Injection
     /// <summary>(kind, errno, share of the rate): mincore runs for every page a diff compares, so far fewer of its calls fail.</summary>
     private static readonly (Kind Kind, int Errno, uint Divisor)[] Plan =
     [
-        (Kind.MapSlots, FailureInjection.ENOMEM, 1), (Kind.Protect, FailureInjection.EAGAIN, 1),
+        (Kind.MapSlots, FailureInjection.ENOMEM, 1), (Kind.MapZero, FailureInjection.ENOMEM, 1), (Kind.Protect, FailureInjection.EAGAIN, 1),
         (Kind.ReserveFixed, FailureInjection.ENOMEM, 1), (Kind.UffdRegister, FailureInjection.EPERM, 1),
         (Kind.UffdWriteprotect, FailureInjection.ENOMEM, 1), (Kind.Punch, FailureInjection.EIO, 1),
         (Kind.Mincore, FailureInjection.ENOMEM, 100),

@@ -21,8 +21,10 @@ internal static unsafe partial class Program
     /// one access at page 5 faults:
     /// write-forward (the snapshot has the page mapped: the copy goes to the region, mmap),
     /// write-reverse (the snapshot has not: it takes the copy, the region's page is unprotected in place),
-    /// write-private (a tracked region with no snapshot: unprotected in place),
-    /// read (the snapshot's page, not mapped yet: mapped read-only).
+    /// write-private (a tracked region with no snapshot, written and its dirty pages taken: unprotected in place),
+    /// write-zero (a tracked region never written: the page's slot mapped over the zero page),
+    /// read (the snapshot's page, not mapped yet: mapped read-only),
+    /// read-zero (the same, of a region never written: mapped onto the zero page).
     /// With every, the handler must end the process with its one-line diagnostic; with once, the
     /// failure is one the handler tries again (ENOMEM, EAGAIN, EINTR) and the access must complete
     /// with the right bytes.
@@ -31,28 +33,34 @@ internal static unsafe partial class Program
     {
         string[] parts = name.Split(':');
         if (parts.Length != 5 || !Enum.TryParse(parts[2], out Kind kind) || ErrnoNamed(parts[3]) is not int errno ||
-            parts[4] is not ("every" or "once") || parts[1] is not ("write-forward" or "write-reverse" or "write-private" or "read"))
+            parts[4] is not ("every" or "once") ||
+            parts[1] is not ("write-forward" or "write-reverse" or "write-private" or "write-zero" or "read" or "read-zero"))
             return UnknownScenario(name);
         string access = parts[1];
         bool every = parts[4] == "every";
 
         var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 64L << 20, FaultAroundPages = 1 });
-        bool tracked = access == "write-private";
+        bool tracked = access is "write-private" or "write-zero";
+        byte fill = access is "write-zero" or "read-zero" ? (byte)0 : (byte)0x11;
         CowView region = engine.CreateRegion(16 * PageSize, trackWrites: tracked);
         CowView? snapshot = null;
+        if (fill != 0)
+            region.AsSpan().Fill(fill);
+        if (access == "write-private")
+            _ = region.TakeDirtyPages(); // written, then protected again: private pages, read-only
         if (!tracked)
         {
-            region.AsSpan().Fill(0x11);
             snapshot = region.Snapshot();
             if (access == "write-forward" && ReadByte(snapshot.Pointer + FaultPage * PageSize) != 0x11)
                 return 3;
         }
-        byte* target = (access == "read" ? snapshot!.Pointer : region.Pointer) + FaultPage * PageSize + 8;
+        bool read = access is "read" or "read-zero";
+        byte* target = (read ? snapshot!.Pointer : region.Pointer) + FaultPage * PageSize + 8;
         Progress($"engine with {engine.WriteProtection}; {FailureInjection.Name(kind)} fails with {parts[3]} inside the fault handler ({parts[4]})");
         FailureInjection.Configure(kind, FailureInjection.Context.Fault, every ? 0UL : 1UL, every ? FailureInjection.Million : 0, errno);
         Progress($"faulting at 0x{(ulong)target:x} ({access})");
-        byte seen = access == "read" ? ReadByte(target) : (byte)0;
-        if (access != "read")
+        byte seen = read ? ReadByte(target) : (byte)0;
+        if (!read)
             WriteByte(target, 0x77);
         ulong injected = FailureInjection.Injected(kind, FailureInjection.Context.Fault);
         FailureInjection.Reset();
@@ -63,8 +71,8 @@ internal static unsafe partial class Program
         }
         bool bytesOk = access switch
         {
-            "read" => seen == 0x11 && AllBytesAre(region, 0x11),
-            "write-private" => region.Pointer[FaultPage * PageSize + 8] == 0x77,
+            "read" or "read-zero" => seen == fill && AllBytesAre(region, fill),
+            "write-private" or "write-zero" => region.Pointer[FaultPage * PageSize + 8] == 0x77,
             _ => region.Pointer[FaultPage * PageSize + 8] == 0x77 && AllBytesAre(snapshot!, 0x11),
         };
         Progress($"the access completed; failures injected in the handler: {injected}; bytes ok: {bytesOk}");
@@ -111,11 +119,13 @@ internal static unsafe partial class Program
     }
 
     /// <summary>
-    /// "inject-cleanup-fails:KIND": CreateRegion's KIND call fails once (ENOMEM), and so does every
-    /// attempt to make the range PROT_NONE again afterwards. MapSlots: the mmap itself failed, so the
+    /// "inject-cleanup-fails:KIND": a mapping's KIND call fails once (ENOMEM), and so does every
+    /// attempt to make the range PROT_NONE again afterwards. MapZero: CreateRegion's mapping of the
+    /// range onto the zero page; MapSlots, UffdRegister: PrepareForWrite of a fresh region's pages,
+    /// which maps their slots over the zero page. MapZero, MapSlots: the mmap itself failed, so the
     /// kernel replaced nothing and the range is as it was - the call throws the documented exception
     /// and nothing is left behind. UffdRegister (userfaultfd): the mmap had replaced the range, which now
-    /// maps a slot about to be freed, unprotected - the process must end with the one-line diagnostic.
+    /// maps its slots unprotected and unregistered - the process must end with the one-line diagnostic.
     /// </summary>
     private static int InjectCleanupFails(string name)
     {
@@ -123,13 +133,23 @@ internal static unsafe partial class Program
         if (parts.Length != 2 || !Enum.TryParse(parts[1], out Kind kind))
             return UnknownScenario(name);
         var engine = new CowMemoryEngine(new CowEngineOptions { CapacityBytes = 64L << 20 });
+        CowView? region = kind == Kind.MapZero ? null : engine.CreateRegion(16 * PageSize, trackWrites: true);
         FailureInjection.FailNth(kind, FailureInjection.Context.Api, 1, FailureInjection.ENOMEM);
         FailureInjection.FailEvery(Kind.ReserveFixed, FailureInjection.Context.Api, FailureInjection.ENOMEM);
-        Progress($"creating a region whose {FailureInjection.Name(kind)} and clean-up fail ({engine.WriteProtection})");
+        string step = region is null ? "creating a region" : "preparing a region's pages for writing";
+        Progress($"{step} whose {FailureInjection.Name(kind)} and clean-up fail ({engine.WriteProtection})");
         try
         {
-            CowView region = engine.CreateRegion(16 * PageSize);
-            Progress($"UNEXPECTED: the region was created at 0x{(ulong)region.Pointer:x}");
+            if (region is null)
+            {
+                CowView created = engine.CreateRegion(16 * PageSize);
+                Progress($"UNEXPECTED: the region was created at 0x{(ulong)created.Pointer:x}");
+            }
+            else
+            {
+                region.PrepareForWrite(0, 4 * PageSize);
+                Progress("UNEXPECTED: the pages were prepared");
+            }
             return 0;
         }
         catch (Exception e)
@@ -138,6 +158,11 @@ internal static unsafe partial class Program
             FailureInjection.Reset();
             CowEngineStats stats = engine.GetStats();
             Progress($"refused: {Describe(e)}; clean-ups refused {refused}; live views {stats.LiveViews}, slots in use {stats.SlotsInUse}");
+        }
+        if (region is not null)
+        {
+            Progress($"the region still reads zero: {AllBytesAre(region, 0)}");
+            region.Dispose();
         }
         using CowView again = engine.CreateRegion(16 * PageSize);
         again.AsSpan().Fill(0x55);

@@ -48,6 +48,8 @@ public static partial class FailureInjection
         UffdApi = 14,
         UffdRegister = 15,
         UffdWriteprotect = 16,
+        MapZero = 17,
+        SeekData = 18,
     }
 
     /// <summary>Where a call is made: inside the engine's fault handler, or anywhere else.</summary>

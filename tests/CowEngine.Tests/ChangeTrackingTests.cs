@@ -366,24 +366,28 @@ public sealed unsafe class ChangeTrackingTests
     }
 
     /// <summary>
-    /// Documented: two regions created separately share no slot, so every page differs, even where
-    /// both hold the same bytes (here: zeros everywhere).
+    /// Documented: two regions created separately share no slot, so their pages are compared by their
+    /// bytes; pages neither ever wrote read zero in both, which the engine knows without reading them
+    /// (reading would allocate them), so they do not differ.
     /// </summary>
     [Fact]
-    public void GetChangedPages_UnrelatedRegions_IsEveryPageThatDiffersOrWasNeverWritten()
+    public void GetChangedPages_UnrelatedRegions_IsEveryPageWhoseBytesDiffer()
     {
         using CowMemoryEngine engine = NewEngine();
         using CowView first = engine.CreateRegion(Pages * PageSize);
         using CowView second = engine.CreateRegion(Pages * PageSize);
         long committed = engine.GetStats().CommittedBytes;
 
-        // Never written: the engine does not read the pages to compare them (reading would allocate
-        // them), so it reports them all.
-        Assert.Equal(Pages, first.GetChangedPages(second).Count);
-        Assert.Equal(Pages, second.GetChangedPages(first).LongCount);
+        // Never written: equal, and nothing was read (allocated) to say so.
+        Assert.Empty(first.GetChangedPages(second));
+        Assert.Equal(0, second.GetChangedPages(first).LongCount);
         Assert.Equal(committed, engine.GetStats().CommittedBytes);
 
-        // Written: compared byte for byte.
+        // Written in one only: that page differs (its bytes against the other's zeros).
+        Touch(second, 7, value: 3);
+        AssertPageSet([7], first.GetChangedPages(second));
+
+        // Written in both: compared byte for byte.
         FillAll(first, 1);
         FillAll(second, 1);
         Touch(second, 5, value: 2);

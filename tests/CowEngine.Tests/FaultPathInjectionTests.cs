@@ -30,21 +30,27 @@ public sealed partial class FaultPathInjectionTests
             ("write-forward", "UffdRegister", "ENOMEM", "UFFDIO_REGISTER"),
             ("write-reverse", "UffdWriteprotect", "ENOMEM", "UFFDIO_WRITEPROTECT"),
             ("write-private", "UffdWriteprotect", "EAGAIN", "UFFDIO_WRITEPROTECT"),
+            ("write-zero", "UffdRegister", "ENOMEM", "UFFDIO_REGISTER"),
             ("read", "UffdRegister", "EPERM", "UFFDIO_REGISTER"),
             ("read", "Protect", "EAGAIN", "mprotect"),
+            ("read-zero", "MapZero", "EAGAIN", "mmap"),
         ]
         :
         [
             ("write-forward", "MapSlots", "ENOMEM", "mmap"),
             ("write-reverse", "Protect", "ENOMEM", "mprotect"),
             ("write-private", "Protect", "EPERM", "mprotect"),
+            ("write-zero", "MapSlots", "ENOMEM", "mmap"),
             ("read", "MapSlots", "EAGAIN", "mmap"),
+            ("read-zero", "MapZero", "ENOMEM", "mmap"),
         ];
 
     /// <summary>(access, kind, errno): a failure that may pass, injected once, which the handler tries again.</summary>
     private static (string Access, string Kind, string Errno)[] RetriedCases => InjectionPlan.UsesUserfaultfd
-        ? [("write-forward", "UffdRegister", "ENOMEM"), ("write-reverse", "UffdWriteprotect", "EAGAIN"), ("read", "UffdWriteprotect", "ENOMEM")]
-        : [("write-forward", "MapSlots", "ENOMEM"), ("write-reverse", "Protect", "EINTR"), ("read", "MapSlots", "EAGAIN")];
+        ? [("write-forward", "UffdRegister", "ENOMEM"), ("write-reverse", "UffdWriteprotect", "EAGAIN"), ("read", "UffdWriteprotect", "ENOMEM"),
+           ("read-zero", "MapZero", "EAGAIN")]
+        : [("write-forward", "MapSlots", "ENOMEM"), ("write-reverse", "Protect", "EINTR"), ("read", "MapSlots", "EAGAIN"),
+           ("read-zero", "MapZero", "ENOMEM"), ("write-zero", "MapSlots", "EINTR")];
 
     [Fact]
     public async Task FailuresInsideTheFaultHandler_EndTheProcessWithTheDiagnosticNamingTheCall()
@@ -103,16 +109,20 @@ public sealed partial class FaultPathInjectionTests
         Assert.Matches(new Regex(@"unmappings refused inside the handler: [1-9]\d*; bytes ok: True"), result.StandardOutput);
     }
 
-    [Fact]
-    public async Task ACleanUpThatFailsAfterAFailedMmap_LeavesTheRangeAsItWas_AndTheCallThrows()
+    [Theory]
+    [InlineData("MapZero", "live views 0, slots in use 0")] // CreateRegion's mapping of the zero page
+    [InlineData("MapSlots", "live views 1, slots in use 16")] // PrepareForWrite's mapping of a fresh region's slots
+    public async Task ACleanUpThatFailsAfterAFailedMmap_LeavesTheRangeAsItWas_AndTheCallThrows(string kind, string left)
     {
         // The mmap itself failed: the kernel replaced nothing, so a refused clean-up changes nothing either.
-        ChildResult result = await ChildProcess.RunAsync("inject-cleanup-fails:MapSlots");
+        ChildResult result = await ChildProcess.RunAsync($"inject-cleanup-fails:{kind}");
 
         Assert.False(result.TimedOut, result.ToString());
         Assert.True(result.ExitCode == 0, result.ToString());
-        Assert.Matches(new Regex(@"refused: CowMappingBudgetExceededException errno 12: .*; clean-ups refused [1-9]\d*; live views 0, slots in use 0"),
+        Assert.Matches(new Regex(@"refused: CowMappingBudgetExceededException errno 12: .*; clean-ups refused [1-9]\d*; " + Regex.Escape(left)),
             result.StandardOutput);
+        if (kind == "MapSlots")
+            Assert.Contains("the region still reads zero: True", result.StandardOutput);
         Assert.Contains("copy-on-write afterwards ok: True", result.StandardOutput);
         Assert.DoesNotContain("CowEngine: fatal", result.StandardError);
     }
@@ -132,7 +142,7 @@ public sealed partial class FaultPathInjectionTests
             return;
         }
         AssertAbortedWithOneFatalLine(result);
-        Assert.Contains("creating a region whose uffd_register and clean-up fail", result.StandardOutput);
+        Assert.Contains("preparing a region's pages for writing whose uffd_register and clean-up fail", result.StandardOutput);
         Assert.Matches(new Regex(@"CowEngine: fatal: cannot restore the pages at 0x[0-9a-f]+: UFFDIO_REGISTER failed with ENOMEM after their mmap, " +
                                  @"then mmap\(PROT_NONE\) failed with ENOMEM \(the process has reached vm.max_map_count mappings\); what they map is unknown"),
             result.StandardError);

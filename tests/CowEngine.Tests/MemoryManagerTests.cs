@@ -70,6 +70,7 @@ public sealed class MemoryManagerTests
         region.AsSpan(0, PageSize).Fill(0x5A);
         long slotsBefore = engine.GetStats().SlotsInUse;
         var manager = new CowMemoryManager<byte>(region);
+        manager.PrepareForWrite(); // pages never written are on the zero page, read-only, until prepared
 
         MemoryHandle handle = manager.Memory.Pin();
         nint pinned = (nint)handle.Pointer;

@@ -22,8 +22,8 @@ public sealed partial class RollbackModelTests
     /// </summary>
     private static Kind[] KindsTheModelReaches =>
         InjectionPlan.UsesUserfaultfd
-            ? [Kind.MapSlots, Kind.ReserveFixed, Kind.Punch, Kind.Mincore, Kind.UffdRegister, Kind.UffdWriteprotect]
-            : [Kind.MapSlots, Kind.Protect, Kind.ReserveFixed, Kind.Punch, Kind.Mincore];
+            ? [Kind.MapSlots, Kind.MapZero, Kind.ReserveFixed, Kind.Punch, Kind.Mincore, Kind.UffdRegister, Kind.UffdWriteprotect]
+            : [Kind.MapSlots, Kind.MapZero, Kind.Protect, Kind.ReserveFixed, Kind.Punch, Kind.Mincore];
 
     [Fact]
     public async Task RandomOperations_WithSystemCallsFailing_AgreeWithTheModel()

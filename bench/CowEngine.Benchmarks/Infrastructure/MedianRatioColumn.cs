@@ -1,5 +1,4 @@
 using System.Globalization;
-using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 
@@ -11,18 +10,10 @@ namespace CowEngine.Benchmarks.Infrastructure;
 /// same run ("-" on the other rows, or where either has no result). BenchmarkDotNet's own Ratio
 /// column divides means; the tables of docs/benchmarks.md quote medians.
 /// </summary>
-internal sealed class MedianRatioColumn(string name, string legend, string numerator, string denominator, string format = "0.##") : IColumn
+internal sealed class MedianRatioColumn(string name, string legend, string numerator, string denominator, string format = "0.##")
+    : NumericSummaryColumn($"{nameof(MedianRatioColumn)}.{name}", name, legend)
 {
-    public string Id => $"{nameof(MedianRatioColumn)}.{name}";
-    public string ColumnName => name;
-    public string Legend => legend;
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 1;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase)
+    public override string GetValue(Summary summary, BenchmarkCase benchmarkCase)
     {
         if (benchmarkCase.Descriptor.WorkloadMethod.Name != numerator)
             return "-";
@@ -36,12 +27,6 @@ internal sealed class MedianRatioColumn(string name, string legend, string numer
         double? bottom = other is null ? null : summary[other]?.ResultStatistics?.Median;
         return top is null || bottom is null or 0 ? "-" : (top.Value / bottom.Value).ToString(format, CultureInfo.InvariantCulture);
     }
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
-
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-
-    public bool IsAvailable(Summary summary) => true;
 
     private static string ParametersOf(BenchmarkCase benchmarkCase) =>
         string.Join(",", benchmarkCase.Parameters.Items.Select(p => $"{p.Name}={Convert.ToString(p.Value, CultureInfo.InvariantCulture)}"));

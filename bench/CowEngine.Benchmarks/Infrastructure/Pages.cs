@@ -27,6 +27,19 @@ internal static unsafe class Pages
             baseAddress[(nint)pages[i] * Size] = value;
     }
 
+    /// <summary>
+    /// Reads one byte of each page of [first, first + count), in order, and returns their sum (so
+    /// the loads cannot be left out): a read fault per page that is not mapped yet, nothing else.
+    /// </summary>
+    public static int ReadRange(byte* baseAddress, long first, long count)
+    {
+        int sum = 0;
+        byte* end = baseAddress + (first + count) * Size;
+        for (byte* p = baseAddress + first * Size; p < end; p += Size)
+            sum += *p;
+        return sum;
+    }
+
     /// <summary>Writes pages [first, first + count).</summary>
     public static void WriteRange(byte* baseAddress, long first, long count, byte value)
     {

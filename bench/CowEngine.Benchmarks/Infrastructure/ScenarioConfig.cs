@@ -1,3 +1,4 @@
+using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Engines;
 using BenchmarkDotNet.Jobs;
@@ -19,7 +20,7 @@ namespace CowEngine.Benchmarks.Infrastructure;
 /// </summary>
 internal abstract class ScenarioConfig : ManualConfig
 {
-    protected ScenarioConfig(int iterations, int warmups, params ReportedMetricColumn[] columns)
+    protected ScenarioConfig(int iterations, int warmups, params IColumn[] columns)
     {
         AddJob(Job.Default
             .WithToolchain(InProcessEmitToolchain.Instance)

@@ -55,6 +55,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
             entry->WritableBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->DirtyBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->PinnedBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
+            entry->ZeroBits = (ulong*)NativeMemory.AllocZeroed((nuint)BitmapWords(pageCount), sizeof(ulong));
             entry->Mappings = 0;
             success = true;
             return view;
@@ -95,6 +96,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
         NativeMemory.Free(entry->WritableBits);
         NativeMemory.Free(entry->DirtyBits);
         NativeMemory.Free(entry->PinnedBits);
+        NativeMemory.Free(entry->ZeroBits);
         entry->Leaves = null;
         entry->WriteChunks = null;
         entry->FaultStreaks = null;
@@ -105,6 +107,7 @@ internal sealed unsafe class ViewHandle : SafeHandle
         entry->WritableBits = null;
         entry->DirtyBits = null;
         entry->PinnedBits = null;
+        entry->ZeroBits = null;
         ProcessTables.ReturnEntry(entry, _segments, rangeIsUnmapped);
         _engine.OnViewReleased(entry->Index);
         if (_engineReferenced)

@@ -128,6 +128,7 @@ internal unsafe struct CowViewEntry
     public uint Reserved2;
 
     public ulong* WritableSegments;
+    public ulong* ZeroBits;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -151,4 +152,5 @@ internal struct CowViewStatsNative
     public long Mappings;
     public ulong WriteFaults;
     public ulong PagesCopied;
+    public ulong ZeroPages;
 }

@@ -24,7 +24,7 @@ internal sealed record InjectionPlan(string Name, IReadOnlyList<(Kind Kind, int 
     /// naming ENOMEM), EIO for the hole punch, EAGAIN for mincore (which asks again).</summary>
     public static readonly InjectionPlan OutOfMappings = new("mapping calls fail with ENOMEM",
     [
-        (Kind.MapSlots, FailureInjection.ENOMEM, Rate), (Kind.Protect, FailureInjection.ENOMEM, Rate),
+        (Kind.MapSlots, FailureInjection.ENOMEM, Rate), (Kind.MapZero, FailureInjection.ENOMEM, Rate), (Kind.Protect, FailureInjection.ENOMEM, Rate),
         (Kind.ReserveFixed, FailureInjection.ENOMEM, Rate), (Kind.UffdRegister, FailureInjection.ENOMEM, Rate),
         (Kind.UffdWriteprotect, FailureInjection.ENOMEM, Rate), (Kind.Punch, FailureInjection.EIO, Rate),
         (Kind.Mincore, FailureInjection.EAGAIN, Rate),
@@ -34,7 +34,7 @@ internal sealed record InjectionPlan(string Name, IReadOnlyList<(Kind Kind, int 
     /// hole punch, ENOMEM for mincore (a diff refused).</summary>
     public static readonly InjectionPlan OtherErrors = new("EAGAIN, EPERM, ENOSPC",
     [
-        (Kind.MapSlots, FailureInjection.EAGAIN, Rate), (Kind.Protect, FailureInjection.EAGAIN, Rate),
+        (Kind.MapSlots, FailureInjection.EAGAIN, Rate), (Kind.MapZero, FailureInjection.EAGAIN, Rate), (Kind.Protect, FailureInjection.EAGAIN, Rate),
         (Kind.ReserveFixed, FailureInjection.EPERM, Rate), (Kind.UffdRegister, FailureInjection.EPERM, Rate),
         (Kind.UffdWriteprotect, FailureInjection.EPERM, Rate), (Kind.Punch, FailureInjection.ENOSPC, Rate),
         (Kind.Mincore, FailureInjection.ENOMEM, MincoreRate),

@@ -254,23 +254,16 @@ int cow_os_punch(int fd, uint64_t offset, uint64_t length)
 
 int cow_os_is_resident(const void *page, int *resident_out)
 {
-    /* mincore reports the page cache of a shared mapping: for the pool, whether the slot holds memory.
-     * EAGAIN (the kernel is short of memory for a moment) is asked again, a bounded number of times. */
-    unsigned char resident = 0;
-    int error = 0;
-    for (int attempt = 0; attempt < COW_OS_INTERRUPTED_ATTEMPTS; attempt++) {
-        error = cow_inject(COW_INJECT_MINCORE);
-        if (error == 0)
-            error = mincore((void *)page, COW_PAGE_SIZE, &resident) == 0 ? 0 : errno;
-        if (error != EAGAIN && error != EINTR)
-            break;
-    }
-    *resident_out = error == 0 && (resident & 1) != 0;
+    uint64_t run = 0;
+    int error = cow_os_resident_run((const uint8_t *)page, 1, &run);
+    *resident_out = run == 1;
     return error;
 }
 
 int cow_os_resident_run(const uint8_t *first, uint64_t pages, uint64_t *run_out)
 {
+    /* mincore reports the page cache of a shared mapping: for the pool, whether the slot holds memory.
+     * EAGAIN (the kernel is short of memory for a moment) is asked again, a bounded number of times. */
     unsigned char resident[64];
     uint64_t run = 0;
     int error = 0;

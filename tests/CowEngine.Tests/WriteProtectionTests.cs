@@ -32,7 +32,7 @@ public sealed class WriteProtectionTests
     [Fact]
     public unsafe void Userfaultfd_WhereTheKernelOffersIt_SplitsNoMappingOnWrites()
     {
-        SkipUnlessUserfaultfdIsAvailable();
+        SkipUnlessUserfaultfdIsAvailable(); // skips only when the kernel refuses userfaultfd to this process (checked there)
         using var engine = new CowMemoryEngine(new CowEngineOptions { WriteProtection = CowWriteProtection.Userfaultfd });
         Assert.Equal(CowWriteProtection.Userfaultfd, engine.WriteProtection);
         const int Pages = 1024;
@@ -84,7 +84,7 @@ public sealed class WriteProtectionTests
         // A read past the end of a truncated file mapping raises SIGBUS with the same si_code as a
         // userfaultfd write-protect fault. With the engine's SIGBUS handler installed, the runtime
         // must report it exactly as it does alone (not, e.g., as a stack overflow).
-        SkipUnlessUserfaultfdIsAvailable();
+        SkipUnlessUserfaultfdIsAvailable(); // skips only when the kernel refuses userfaultfd to this process (checked there)
         ChildResult alone = await ChildProcess.RunAsync("sigbus-elsewhere");
         ChildResult withEngine = await ChildProcess.RunAsync("sigbus-elsewhere-with-engine");
 
@@ -108,7 +108,7 @@ public sealed class WriteProtectionTests
         // to the runtime's handler as it arrived, never take it for one of its own faults, so the
         // process ends (or goes on) exactly as it does when the same writers store into plain memory.
         if (mechanism == "userfaultfd")
-            SkipUnlessUserfaultfdIsAvailable();
+            SkipUnlessUserfaultfdIsAvailable(); // skips only when the kernel refuses userfaultfd to this process (checked there)
         ChildResult alone = await ChildProcess.RunAsync($"tgkill-{signal}-alone");
         ChildResult withEngine = await ChildProcess.RunAsync($"tgkill-{signal}-{mechanism}");
 

@@ -205,11 +205,12 @@ typedef struct cow_segment_guard {
 } cow_segment_guard_t;
 
 COW_INTERNAL void cow_segment_lock(cow_view_t *view, uint32_t segment, cow_segment_guard_t *guard);
-/* Takes all of them or none (1 if it did), for a caller that may hold the guard `held` (NULL: none) of
- * another (view, segment): stripes the two guards share are already the caller's, so they are neither
- * taken again nor, at unlock, released. */
-COW_INTERNAL int cow_segment_trylock_beside(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *held,
-                                            cow_segment_guard_t *guard);
+/* Takes all of them or none (1 if it did), for a caller that may hold the guards `held[0..held_count)`
+ * (an entry may be NULL: none) of other (view, segment)s: stripes shared with one of those are
+ * already the caller's, so they are neither taken again nor, at unlock, released (unlock the guards
+ * in the reverse order of taking them). */
+COW_INTERNAL int cow_segment_trylock_beside(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *const *held,
+                                            uint32_t held_count, cow_segment_guard_t *guard);
 COW_INTERNAL void cow_segment_unlock(cow_segment_guard_t *guard);
 
 /* ---- diagnostics (cow_diag.c): async-signal-safe, for states the engine cannot leave safely ---- */

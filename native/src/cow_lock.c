@@ -142,15 +142,18 @@ static int cow_guard_holds(const cow_segment_guard_t *guard, const uint32_t *str
     return 0;
 }
 
-int cow_segment_trylock_beside(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *held,
-                               cow_segment_guard_t *guard)
+int cow_segment_trylock_beside(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *const *held,
+                               uint32_t held_count, cow_segment_guard_t *guard)
 {
     cow_segment_guard_t all;
     cow_guard_init(view, segment, &all);
     guard->count = 0;
     for (uint32_t i = 0; i < all.count; i++) {
-        if (cow_guard_holds(held, all.stripes[i]))
-            continue; /* already ours: the caller's guard shares this stripe */
+        int ours = 0;
+        for (uint32_t h = 0; h < held_count && !ours; h++)
+            ours = cow_guard_holds(held[h], all.stripes[i]);
+        if (ours)
+            continue; /* already ours: one of the caller's guards shares this stripe */
         if (!cow_spin_trylock(all.stripes[i])) {
             cow_segment_unlock(guard);
             return 0;

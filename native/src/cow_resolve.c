@@ -9,17 +9,18 @@
  *   1. If the leaf is shared, give the view its own copy of the leaf (512 slot numbers; every slot
  *      gains a reference, so all of them are now shared at slot level).
  *   2. If the slot is shared, someone gets a copy of its 4 KiB (through the pool window):
- *      REVERSE copy-on-write, when the slot's only other holder is the leaf this view's leaf was
- *      copied from, held by one view alone that has not mapped the page (a snapshot, typically):
- *      that view's leaf takes the copy, and this view keeps its slot, made writable in place - no
- *      new mapping, no refault, and its slots stay file-contiguous. Otherwise FORWARD: the copy
+ *      REVERSE copy-on-write, when every other holder of the slot is a leaf of this view's lineage
+ *      (the leaf its leaf was copied from, that leaf's origin, ...: the last snapshots, typically),
+ *      each held by one view alone that has not mapped the page: those leaves take one copy, and
+ *      this view keeps its slot, made writable in place - no new mapping, no refault, and its
+ *      slots stay file-contiguous. Otherwise FORWARD: the copy
  *      goes into the slot at position p % 512 of this view's write chunk (file-contiguous with its
  *      neighbours), mapped read-write over the page, and the old slot is dropped.
  *      A private slot is made writable in place.
  *   Neighbouring pages whose slots are contiguous take one system call together (cow_map.c).
  * The caller holds the view's lock (shared) and the segment's guard (cow_segment_lock), so no other
  * thread resolves pages of this segment (or its neighbours) of this view, and no snapshot of this
- * view runs, meanwhile. A reverse copy also holds the other view's lock (shared) and guard, TAKEN
+ * view runs, meanwhile. A reverse copy also holds its partners' locks (shared) and guards, TAKEN
  * WITH TRYLOCK only (never waiting while holding our own), so two views giving each other copies
  * cannot deadlock: one of them falls back to a forward copy.
  */
@@ -56,62 +57,89 @@ static int cow_unshare_leaf(cow_view_t *view, uint32_t segment, cow_release_batc
 
 /* ---- reverse copies ---- */
 
-/* The other side of reverse copies in one segment: the view that alone holds the leaf ours was
- * copied from, with its read lock and segment guard held. */
-typedef struct cow_partner {
-    cow_view_t *view;  /* NULL: none; every copy is a forward one */
-    uint32_t *entries; /* its leaf's entries (the origin of ours) */
-    cow_segment_guard_t guard;
-} cow_partner_t;
+/* Most other holders a reverse copy repoints: the views along the writer's leaf lineage (its origin
+ * leaf, that leaf's origin, ...) - in a rewind buffer, the last few snapshots that still hold the
+ * page's slot. A slot with more holders gets a forward copy. */
+#define COW_PARTNERS_MAX 8u
 
-/* Finds and locks the partner of `view`'s segment, if there is one and its locks are free. */
-static void cow_partner_lock(cow_view_t *view, uint32_t segment, const cow_segment_guard_t *held,
-                             cow_partner_t *partner)
+/* The other side of reverse copies in one segment: views that each alone hold a leaf of the
+ * writer's lineage, nearest first, each with its read lock and segment guard held. */
+typedef struct cow_partners {
+    uint32_t segment; /* the one segment whose leaves these are */
+    uint32_t count;
+    int ended; /* the lineage cannot be followed further (no origin, or a lock was busy) */
+    struct {
+        cow_view_t *view;
+        uint32_t leaf;
+        uint32_t *entries;
+        cow_segment_guard_t guard;
+    } at[COW_PARTNERS_MAX];
+} cow_partners_t;
+
+/* Locks one more partner: the view that alone holds the origin of the last leaf of the lineage (of
+ * `view`'s own leaf, at first), if there is one and its locks are free. Returns whether it did. */
+static int cow_partners_extend(cow_view_t *view, const cow_segment_guard_t *held, cow_partners_t *partners)
 {
+    uint32_t segment = partners->segment;
+    if (partners->ended || partners->count == COW_PARTNERS_MAX)
+        return 0;
+    partners->ended = 1; /* unless this call locks one */
     cow_engine_t *engine = view->engine;
     cow_process_t *process = cow_process();
-    partner->view = NULL;
-    uint32_t origin = cow_load_relaxed(&engine->leaf_origins[view->leaves[segment]]);
+    uint32_t last = partners->count == 0 ? view->leaves[segment] : partners->at[partners->count - 1].leaf;
+    uint32_t origin = cow_load_relaxed(&engine->leaf_origins[last]);
     if (process == NULL || origin == COW_NONE || cow_load_acquire(&engine->leaf_refcounts[origin]) != 1)
-        return;
+        return 0;
     uint32_t mark = cow_leaf_other_holder(engine, origin, view);
     if (mark == 0 || mark > process->view_capacity)
-        return;
+        return 0;
     cow_view_t *other = &process->views[mark - 1];
+    for (uint32_t k = 0; k < partners->count; k++)
+        if (partners->at[k].view == other)
+            return 0; /* a view holds one leaf per segment: a lineage that comes back is stale */
     if (other == view || cow_load_relaxed(&other->engine) != engine || !cow_read_trylock(&other->lock))
-        return;
+        return 0;
     /* The hint named it; the locks make it true: with its read lock held nothing can add a holder to
-     * its leaves (that takes its write lock), so refcount 1 and its leaf being ours' origin mean it
-     * alone holds the origin, and with its guard held nothing else touches that leaf's entries. */
+     * its leaves (that takes its write lock), so refcount 1 and its leaf being the origin mean it
+     * alone holds the origin, and with its guard held nothing else touches that leaf's entries.
+     * Stripes it shares with our guard or an earlier partner's are ours already. */
+    const cow_segment_guard_t *ours[COW_PARTNERS_MAX + 1] = {held};
+    for (uint32_t k = 0; k < partners->count; k++)
+        ours[k + 1] = &partners->at[k].guard;
+    cow_segment_guard_t *guard = &partners->at[partners->count].guard;
     if (other->state == COW_VIEW_LIVE && segment < other->segment_count &&
         cow_load_acquire(&other->leaves[segment]) == origin &&
-        cow_segment_trylock_beside(other, segment, held, &partner->guard)) {
+        cow_segment_trylock_beside(other, segment, ours, partners->count + 1, guard)) {
         if (cow_load_acquire(&engine->leaf_refcounts[origin]) == 1) {
-            partner->view = other;
-            partner->entries = cow_leaf_entries(engine, origin);
-            return;
+            partners->at[partners->count].view = other;
+            partners->at[partners->count].leaf = origin;
+            partners->at[partners->count].entries = cow_leaf_entries(engine, origin);
+            partners->count++;
+            partners->ended = 0;
+            return 1;
         }
-        cow_segment_unlock(&partner->guard);
+        cow_segment_unlock(guard);
     }
     cow_read_unlock(&other->lock);
+    return 0;
 }
 
-static void cow_partner_unlock(cow_partner_t *partner)
+static void cow_partners_unlock(cow_partners_t *partners)
 {
-    if (partner->view == NULL)
-        return;
-    cow_segment_unlock(&partner->guard);
-    cow_read_unlock(&partner->view->lock);
-    partner->view = NULL;
+    for (uint32_t k = partners->count; k > 0; k--) {
+        cow_segment_unlock(&partners->at[k - 1].guard);
+        cow_read_unlock(&partners->at[k - 1].view->lock);
+    }
+    partners->count = 0;
 }
 
 /* Whether `slot`, the slot of `view`'s page `page`, reads zero, known without reading it (reading a
- * hole through the pool window would allocate it): the page is on the zero page here or in `other`
- * (which must hold the same slot), or it is not mapped here and the pool has a hole there. Then a
- * copy needs no memcpy: a fresh slot reads zero already (cow_alloc.c). */
-static int cow_slot_reads_zero(cow_view_t *view, uint64_t page, uint32_t slot, const cow_view_t *other)
+ * hole through the pool window would allocate it): the page is on the zero page here, or it is not
+ * mapped here and the pool has a hole there. Then a copy needs no memcpy: a fresh slot reads zero
+ * already (cow_alloc.c). */
+static int cow_slot_reads_zero(cow_view_t *view, uint64_t page, uint32_t slot)
 {
-    if (cow_is_zero(view, page) || (other != NULL && cow_is_zero(other, page)))
+    if (cow_is_zero(view, page))
         return 1;
     if (cow_is_mapped(view, page))
         return 0;
@@ -119,28 +147,49 @@ static int cow_slot_reads_zero(cow_view_t *view, uint64_t page, uint32_t slot, c
     return cow_os_seek(view->engine->memfd, offset, 1, &data) == 0 && data != offset;
 }
 
-/* Gives the partner a copy of page `page` if its only other holder is the partner's leaf and the
- * partner has not mapped it: afterwards the slot is ours alone. 1 if it did, 0 if a forward copy
- * is needed, -errno if no slot was left for the copy. */
-static int cow_try_reverse_copy(cow_view_t *view, uint64_t page, uint32_t slot, cow_partner_t *partner,
-                                cow_release_batch_t *batch)
+/* Gives the other holders of page `page`'s slot one copy, if every one of them is a partner (found
+ * along the lineage, locking more partners as needed) and none has mapped the page: afterwards the
+ * slot is ours alone. 1 if it did, 0 if a forward copy is needed, -errno if no slot was left for the
+ * copy. */
+static int cow_try_reverse_copy(cow_view_t *view, uint64_t page, uint32_t slot, const cow_segment_guard_t *held,
+                                cow_partners_t *partners, cow_release_batch_t *batch)
 {
     uint32_t index = (uint32_t)(page & (COW_SEGMENT_PAGES - 1));
     cow_engine_t *engine = view->engine;
-    if (partner->view == NULL || cow_load_acquire(&engine->slot_refcounts[slot]) != 2 ||
-        cow_load_relaxed(&partner->entries[index]) != slot || cow_is_mapped(partner->view, page))
+    uint32_t references = cow_load_acquire(&engine->slot_refcounts[slot]);
+    if (references < 2 || references - 1 > COW_PARTNERS_MAX || cow_segment_of(page) != partners->segment)
         return 0;
-    int zero = cow_slot_reads_zero(view, page, slot, partner->view);
+    /* A slot's refcount counts the leaves that hold it (invariant 4). Once references - 1 partners
+     * are found holding it, and the count still reads `references`, those are all of its holders;
+     * and since each is locked (and ours is ours), none can be copied: nobody can add one. */
+    uint32_t holders[COW_PARTNERS_MAX], found = 0;
+    int zero = 0;
+    for (uint32_t k = 0; found < references - 1; k++) {
+        if (k == partners->count && !cow_partners_extend(view, held, partners))
+            return 0;
+        if (cow_load_relaxed(&partners->at[k].entries[index]) != slot)
+            continue;
+        if (cow_is_mapped(partners->at[k].view, page))
+            return 0;                                    /* its mapping shows the slot: it must stay where it is */
+        zero |= cow_is_zero(partners->at[k].view, page); /* then the slot reads zero (invariant 12) */
+        holders[found++] = k;
+    }
+    if (cow_load_acquire(&engine->slot_refcounts[slot]) != references)
+        return 0; /* a holder outside the lineage came or went meanwhile */
+    zero = zero || cow_slot_reads_zero(view, page, slot);
     uint32_t fresh;
-    int error = cow_copy_slot_take(partner->view, page, batch, &fresh);
+    int error = cow_copy_slot_take(partners->at[holders[0]].view, page, batch, &fresh);
     if (error != 0)
         return -error;
     if (!zero)
         memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT), engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT),
                COW_PAGE_SIZE);
-    cow_store_release(&partner->entries[index], fresh);
-    cow_slot_release(batch, slot); /* 2 -> 1: the slot is ours alone */
-    cow_add(&partner->view->pages_copied, 1u);
+    cow_add(&engine->slot_refcounts[fresh], found - 1); /* one reference per holder */
+    for (uint32_t h = 0; h < found; h++) {
+        cow_store_release(&partners->at[holders[h]].entries[index], fresh);
+        cow_slot_release(batch, slot); /* down to 1: the slot is ours alone */
+    }
+    cow_add(&partners->at[holders[0]].view->pages_copied, 1u);
     cow_add(&engine->reverse_copies, 1u);
     return 1;
 }
@@ -151,8 +200,8 @@ static int cow_try_reverse_copy(cow_view_t *view, uint64_t page, uint32_t slot, 
  * `old_slots` (the slot a forward copy replaces, or COW_NONE). Returns the pages gathered;
  * *error_out is set if a copy could not get a slot (the pages before it are gathered). */
 static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, cow_resolve_purpose_t purpose,
-                                 cow_partner_t *partner, cow_release_batch_t *batch, uint32_t *slots,
-                                 uint32_t *old_slots, uint32_t *copies_out, int *error_out)
+                                 const cow_segment_guard_t *held, cow_partners_t *partners, cow_release_batch_t *batch,
+                                 uint32_t *slots, uint32_t *old_slots, uint32_t *copies_out, int *error_out)
 {
     cow_engine_t *engine = view->engine;
     uint32_t *entries = cow_leaf_entries(engine, view->leaves[cow_segment_of(page)]);
@@ -165,13 +214,13 @@ static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, 
         slots[count] = slot;
         int reversed = cow_load_acquire(&engine->slot_refcounts[slot]) == 1
                            ? 0
-                           : cow_try_reverse_copy(view, p, slot, partner, batch);
+                           : cow_try_reverse_copy(view, p, slot, held, partners, batch);
         if (reversed < 0) {
             *error_out = -reversed;
             break;
         }
         if (reversed == 0 && cow_load_acquire(&engine->slot_refcounts[slot]) != 1) {
-            int zero = cow_slot_reads_zero(view, p, slot, NULL);
+            int zero = cow_slot_reads_zero(view, p, slot);
             uint32_t fresh;
             int error = cow_copy_slot_take(view, p, batch, &fresh);
             if (error != 0) {
@@ -223,9 +272,7 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
     result->failed_call = COW_CALL_ALLOCATE;
     result->copies = 0;
     int error = cow_unshare_leaf(view, cow_segment_of(first), &batch);
-    cow_partner_t partner = {.view = NULL};
-    if (error == 0)
-        cow_partner_lock(view, cow_segment_of(first), held, &partner);
+    cow_partners_t partners = {.segment = cow_segment_of(first), .count = 0, .ended = 0}; /* locked as needed */
 
     uint32_t slots[COW_RESOLVE_BATCH], old_slots[COW_RESOLVE_BATCH];
     uint64_t end = first + count, copies = 0, forward = 0;
@@ -239,7 +286,7 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
         }
         uint32_t reversed = 0;
         uint32_t gathered =
-            cow_gather_batch(view, page, end, purpose, &partner, &batch, slots, old_slots, &reversed, &error);
+            cow_gather_batch(view, page, end, purpose, held, &partners, &batch, slots, old_slots, &reversed, &error);
         copies += reversed;
         uint64_t mapped = 0;
         if (gathered != 0) {
@@ -256,7 +303,7 @@ int cow_resolve_write(cow_view_t *view, uint64_t first, uint32_t count, cow_reso
         page += gathered;
     }
 
-    cow_partner_unlock(&partner);
+    cow_partners_unlock(&partners);
     cow_add(&view->modifications, 1u);
     if (copies != 0) /* a view counts the copies made for it: forward ones here, reverse ones the partner */
         cow_add(&engine->pages_copied, copies);

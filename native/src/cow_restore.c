@@ -5,9 +5,11 @@
  * whose slot the view owns alone (its leaf and its slot both referenced once) is COPIED BACK: the
  * source's 4 KiB are copied into it through the pool window, and the view keeps its slot,
  * write-protected. No unmap, no refault, no new mapping, and the next write to it needs no copy (a
- * protection fault only). Every other page that differs is SHARED: the view's segment is unmapped
- * and takes the source's leaf (as before copy-back existed); its pages are mapped again on their
- * next touch. The extra memory is the view's private copies of the pages that differed, which it had
+ * protection fault only). Every other page that differs is SHARED: the view's segment takes the
+ * source's leaf (as before copy-back existed). Its pages whose slots differ are unmapped, to be mapped
+ * again on their next touch; the pages whose slots the two views already share keep their mappings
+ * (up to COW_RESTORE_UNMAP_RUNS runs to unmap; beyond that the whole segment is unmapped in one
+ * call). The extra memory is the view's private copies of the pages that differed, which it had
  * before the restore anyway.
  *
  * Which pages differ: when the source is the view's BASE (the view was snapshotted into it, or last
@@ -109,14 +111,55 @@ static int cow_restore_unmap(cow_view_t *view, uint64_t first, uint64_t end)
     return error == 0 ? cow_map_unmap(view, first, end, 0, NULL) : error;
 }
 
-/* Whether page `page` of the segment starting at `first` is in `mask` and on the zero page. */
-static int cow_is_zero_candidate(const cow_view_t *view, uint64_t first, const uint64_t mask[COW_SEGMENT_WORDS],
-                                 uint64_t page)
+/* Most runs of pages a segment that takes the source's leaf unmaps one by one; beyond this, it unmaps
+ * the whole segment in one call. */
+#define COW_RESTORE_UNMAP_RUNS 32u
+
+/* Keeps in `mask` (the pages of the segment starting at `first`) those that one of the view bitmaps
+ * `a`, `b` (b may be NULL) has set. A segment is whole words of each bitmap (invariant 9). */
+static void cow_mask_keep(uint64_t mask[COW_SEGMENT_WORDS], uint64_t first, const uint64_t *a, const uint64_t *b)
 {
-    return (mask[(page - first) / 64] >> ((page - first) % 64) & 1) != 0 && cow_is_zero(view, page);
+    for (uint32_t w = 0; w < COW_SEGMENT_WORDS; w++)
+        mask[w] &= a[first / 64 + w] | (b != NULL ? b[first / 64 + w] : 0);
 }
 
-/* Phase 1 for one segment: a segment that will take the source's leaf is unmapped now. One that
+/* The runs of consecutive pages in `mask`. */
+static uint64_t cow_mask_runs(const uint64_t mask[COW_SEGMENT_WORDS])
+{
+    uint64_t runs = 0;
+    for (uint32_t w = 0; w < COW_SEGMENT_WORDS; w++) {
+        uint64_t carried = w > 0 ? mask[w - 1] >> 63 : 0; /* the run goes on from the previous word */
+        runs += (uint64_t)__builtin_popcountll(mask[w] & ~((mask[w] << 1) | carried));
+    }
+    return runs;
+}
+
+/* Unmaps each run of the pages in `mask` (of the segment [first, end)). */
+static int cow_restore_unmap_runs(cow_view_t *view, uint64_t first, uint64_t end,
+                                  const uint64_t mask[COW_SEGMENT_WORDS])
+{
+    for (uint64_t page = first; page < end;) {
+        if (!cow_bit(mask, page - first)) {
+            page++;
+            continue;
+        }
+        uint64_t stop = page + 1;
+        while (stop < end && cow_bit(mask, stop - first))
+            stop++;
+        int error = cow_restore_unmap(view, page, stop);
+        if (error != 0)
+            return error;
+        page = stop;
+    }
+    return 0;
+}
+
+/* Phase 1 for one segment. One that will take the source's leaf unmaps the pages whose slots differ
+ * from the source's - every one, not only the candidates, since each would still show its old slot.
+ * The pages whose slots are the same keep their mappings (read-only since the freeze, and still onto
+ * their slots: invariant 2 holds), so the restore does not tear down, and the next touch does not
+ * fault in again, the part of the segment the two views share; more than COW_RESTORE_UNMAP_RUNS
+ * runs, and the whole segment goes in one call instead, which also leaves fewer mappings. One that
  * copies back unmaps only its candidates on the zero page: the copy makes their slots hold data,
  * which the zero page would hide (invariant 12); they are mapped again, onto their slots, when next
  * touched. */
@@ -129,22 +172,15 @@ static int cow_restore_prepare_segment(cow_view_t *view, cow_view_t *source, uin
     if (cow_mask_is_empty(mask))
         return 0;
     uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
-    if (!cow_restore_can_copy_back(view, g, mask))
-        return cow_restore_unmap(view, first, end);
-    for (uint64_t page = first; page < end;) {
-        if (!cow_is_zero_candidate(view, first, mask, page)) {
-            page++;
-            continue;
-        }
-        uint64_t stop = page + 1;
-        while (stop < end && cow_is_zero_candidate(view, first, mask, stop))
-            stop++;
-        int error = cow_restore_unmap(view, page, stop);
-        if (error != 0)
-            return error;
-        page = stop;
+    if (!cow_restore_can_copy_back(view, g, mask)) {
+        cow_restore_candidates(view, source, g, 0, mask); /* every page whose slot differs */
+        cow_mask_keep(mask, first, view->mapped_bits, view->zero_bits);
+        if (cow_mask_runs(mask) > COW_RESTORE_UNMAP_RUNS)
+            return cow_restore_unmap(view, first, end);
+        return cow_restore_unmap_runs(view, first, end, mask);
     }
-    return 0;
+    cow_mask_keep(mask, first, view->zero_bits, NULL);
+    return cow_restore_unmap_runs(view, first, end, mask);
 }
 
 static void cow_restore_share_leaf(cow_view_t *view, cow_view_t *source, uint32_t g, cow_release_batch_t *batch)

@@ -127,9 +127,68 @@ static void test_random_writes_snapshots_restores_and_disposals_agree_with_the_m
     harness_engine_free(engine);
 }
 
+/* A restore that cannot copy back shares the source's leaf: the pages whose slots the two views
+ * share stay mapped (no refault after the restore), those whose slots differ are unmapped; with
+ * more than COW_RESTORE_UNMAP_RUNS runs of those, the whole segment is unmapped in one call. */
+static void test_a_shared_segment_keeps_mapped_the_pages_both_views_hold(void)
+{
+    cow_engine_t *engine = harness_engine(64, 0);
+    cow_view_t *region = harness_view(engine, Pages), *older = harness_view(engine, Pages),
+               *newer = harness_view(engine, Pages), *third = harness_view(engine, Pages),
+               *fourth = harness_view(engine, Pages);
+    CHECK(cow_region_create(region, 0) == 0, "cow_region_create");
+    for (uint64_t p = 0; p < Pages; p++)
+        WORD(region, p) = p;
+    CHECK(cow_view_snapshot(region, older) == 0, "snapshot");
+    for (uint64_t p = 10; p <= 30; p += 10)
+        WORD(region, p) = 1000 + p;
+    CHECK(cow_view_snapshot(region, newer) == 0, "snapshot (shares pages 10, 20, 30: no copy back)");
+    WORD(region, 40) = 1040;
+    CHECK(cow_view_restore(region, older) == 0, "restore to the older snapshot");
+    for (uint64_t p = 0; p < Pages; p++)
+        CHECK(WORD(region, p) == p, "page %" PRIu64 " holds %" PRIu64 " after the restore", p, WORD(region, p));
+    /* Read back above: the checks below look at what the restore left, so redo it. */
+    WORD(region, 40) = 1040;
+    for (uint64_t p = 10; p <= 30; p += 10)
+        WORD(region, p) = 1000 + p;
+    CHECK(cow_view_snapshot(region, third) == 0, "snapshot");
+    WORD(region, 50) = 1050;
+    CHECK(cow_view_restore(region, older) == 0, "restore to the older snapshot again");
+    CHECK(cow_is_mapped(region, 5) && cow_is_mapped(region, 11) && cow_is_mapped(region, 600),
+          "pages the views share stay mapped");
+    for (uint64_t p = 10; p <= 50; p += 10)
+        CHECK(!cow_is_readable(region, p), "page %" PRIu64 " (another slot than the source's) is unmapped", p);
+    check_view(region, "after a restore that shares a segment");
+    for (uint64_t p = 0; p < Pages; p++)
+        CHECK(WORD(region, p) == p, "page %" PRIu64 " holds %" PRIu64 " after the second restore", p, WORD(region, p));
+
+    /* Many scattered differing pages: the whole segment goes. */
+    for (uint64_t i = 0; i < 40; i++)
+        WORD(region, 100 + 2 * i) = 5000 + i;
+    CHECK(cow_view_snapshot(region, fourth) == 0, "snapshot (shares the 40 pages)");
+    for (uint64_t p = 0; p < 8; p++)
+        CHECK(WORD(region, p) == p, "a read of page %" PRIu64, p); /* mapped before the restore */
+    CHECK(cow_view_restore(region, older) == 0, "restore over 40 runs");
+    CHECK(!cow_is_readable(region, 5) && !cow_is_readable(region, 101), "the whole segment is unmapped");
+    CHECK(cow_is_mapped(region, 600), "another segment is not");
+    check_view(region, "after a restore that unmapped a segment");
+    for (uint64_t p = 0; p < Pages; p++)
+        CHECK(WORD(region, p) == p, "page %" PRIu64 " holds %" PRIu64 " after the third restore", p, WORD(region, p));
+    CHECK(WORD(fourth, 100) == 5000 && WORD(fourth, 178) == 5039 && WORD(third, 50) == 50 && WORD(third, 40) == 1040,
+          "the snapshots keep their bytes");
+    cow_view_t *views[] = {fourth, third, newer, older, region};
+    for (int i = 0; i < 5; i++) {
+        CHECK(cow_view_dispose(views[i]) == 0, "dispose");
+        harness_view_free(views[i]);
+    }
+    CHECK(engine->slots_in_use == 0, "after dispose: %" PRIu64 " slots", engine->slots_in_use);
+    harness_engine_free(engine);
+}
+
 void run_restore_tests(int *passed, int *total)
 {
-    *total += 2;
+    *total += 3;
     *passed += RUN(test_a_restore_loop_copies_back_and_keeps_the_views_slots);
     *passed += RUN(test_random_writes_snapshots_restores_and_disposals_agree_with_the_model);
+    *passed += RUN(test_a_shared_segment_keeps_mapped_the_pages_both_views_hold);
 }

@@ -41,9 +41,9 @@ public readonly record struct CowViewStats(
 /// <param name="ReadFaults">First touches of snapshot pages, which map them.</param>
 /// <param name="Evictions">2 MiB segments unmapped to stay within the mapping budget (mapped again on next touch).</param>
 /// <param name="ReverseCopies">
-/// First writes resolved by reverse copy-on-write: the view that shared the page (typically a snapshot that
-/// had not read it) received the copy, and the writer kept its page in place, so the write cost no new
-/// mapping. Included in <paramref name="PagesCopied"/>.
+/// First writes resolved by reverse copy-on-write: the views that shared the page (typically the last
+/// snapshots, up to 8, none of which had read it) received one copy, and the writer kept its page in place,
+/// so the write cost no new mapping. Included in <paramref name="PagesCopied"/>.
 /// </param>
 /// <param name="PagesRestoredByCopy">
 /// Pages <see cref="CowView.RestoreTo"/> restored by copying the source's bytes into the view's own page

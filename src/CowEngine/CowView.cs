@@ -153,7 +153,8 @@ public sealed unsafe class CowView : IDisposable
     /// the source's contents. A page that differs and that this view owns alone (it wrote it since
     /// the two parted) gets the source's bytes copied into it and stays this view's page,
     /// write-protected: no remapping, and its next write costs a protection fault, not a copy. The
-    /// other differing pages are shared with the source (mapped again on their next touch). When the
+    /// other differing pages are shared with the source (mapped again on their next touch); pages
+    /// the two views already share keep their mappings. When the
     /// source is this view's snapshot, or what it was last restored to, and the source has not been
     /// written since, only the pages this view wrote since are looked at: rolling back to the same
     /// snapshot again and again costs the pages written in between, not the view's size. Otherwise

@@ -9,6 +9,7 @@ namespace CowEngine.Benchmarks.Infrastructure;
 ///   CowEngine.Benchmarks profile snapshot K ITERATIONS      1 GiB region; loop { write K random pages; snapshot; dispose previous }
 ///   CowEngine.Benchmarks profile first-write ORDER PAGES     256 MiB region, snapshot, then write PAGES pages (Sequential|Random)
 ///   CowEngine.Benchmarks profile hot-loop STATE_KIB K TURNS  region + snapshot; loop { write K random pages; region.RestoreTo(snapshot) } (scenario 8)
+///   CowEngine.Benchmarks profile rewind STATE_KIB M TICKS     scenario 9's engine loop: write M pages, snapshot, keep 600; every 100th tick RestoreTo 50 back
 /// </code>
 /// e.g. <c>strace -f -c -o counts.txt CowEngine.Benchmarks profile snapshot 256 200</c> or
 /// <c>perf record -g -- CowEngine.Benchmarks profile first-write Random 16384</c>. Each prints
@@ -27,6 +28,8 @@ internal static unsafe class ProfileLoops
                 ["first-write", var order, var pages] => FirstWrite(order, int.Parse(pages, CultureInfo.InvariantCulture)),
                 ["hot-loop", var stateKiB, var k, var turns] => HotLoop(long.Parse(stateKiB, CultureInfo.InvariantCulture),
                     int.Parse(k, CultureInfo.InvariantCulture), int.Parse(turns, CultureInfo.InvariantCulture)),
+                ["rewind", var stateKiB, var m, var ticks] => Rewind(long.Parse(stateKiB, CultureInfo.InvariantCulture),
+                    int.Parse(m, CultureInfo.InvariantCulture), int.Parse(ticks, CultureInfo.InvariantCulture)),
                 _ => Usage(),
             };
         }
@@ -38,7 +41,7 @@ internal static unsafe class ProfileLoops
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: CowEngine.Benchmarks profile snapshot K ITERATIONS | profile first-write Sequential|Random PAGES | profile hot-loop STATE_KIB K TURNS");
+        Console.Error.WriteLine("usage: CowEngine.Benchmarks profile snapshot K ITERATIONS | profile first-write Sequential|Random PAGES | profile hot-loop STATE_KIB K TURNS | profile rewind STATE_KIB M TICKS");
         return 2;
     }
 
@@ -114,6 +117,65 @@ internal static unsafe class ProfileLoops
             $"(mean of {turns}); per page written: {(double)(after.WriteFaults - before.WriteFaults) / turns / k:F3} faults, " +
             $"{(double)(after.PagesCopied - before.PagesCopied) / turns / k:F3} copies, " +
             $"{(double)(after.PagesRestoredByCopy - before.PagesRestoredByCopy) / turns / k:F3} restored by copy");
+        return 0;
+    }
+
+    private static int Rewind(long stateKiB, int m, int ticks)
+    {
+        const int Kept = 600, Every = 100, Distance = 50;
+        using var engine = new CowMemoryEngine();
+        CowView region = engine.CreateRegion(stateKiB * 1024);
+        if (m > region.PageCount)
+            return Usage();
+        Pages.WriteRange(region.Pointer, 0, region.PageCount, 1);
+        var random = new RandomPageSource(region.PageCount, seed: 9);
+        var pages = new uint[m];
+        var ring = new List<CowView>();
+        CowEngineStats before = engine.GetStats();
+        double snapshotTicks = 0, disposeTicks = 0, restoreTicks = 0, writeTicks = 0;
+        long snapshots = 0, disposes = 0, restores = 0;
+        for (int tick = 1; tick <= ticks; tick++)
+        {
+            random.Next(pages);
+            long start = Stopwatch.GetTimestamp();
+            Pages.Write(region.Pointer, pages, (byte)tick);
+            long t1 = Stopwatch.GetTimestamp();
+            ring.Add(region.Snapshot());
+            long t2 = Stopwatch.GetTimestamp();
+            writeTicks += t1 - start;
+            snapshotTicks += t2 - t1;
+            snapshots++;
+            if (ring.Count > Kept)
+            {
+                ring[0].Dispose();
+                ring.RemoveAt(0);
+                disposeTicks += Stopwatch.GetTimestamp() - t2;
+                disposes++;
+            }
+            if (tick % Every == Every / 2 && ring.Count > Distance)
+            {
+                long t3 = Stopwatch.GetTimestamp();
+                region.RestoreTo(ring[ring.Count - 1 - Distance]);
+                long t4 = Stopwatch.GetTimestamp();
+                restoreTicks += t4 - t3;
+                restores++;
+                for (int i = 0; i < Distance; i++)
+                {
+                    ring[^1].Dispose();
+                    ring.RemoveAt(ring.Count - 1);
+                }
+                disposeTicks += Stopwatch.GetTimestamp() - t4;
+                disposes += Distance;
+            }
+        }
+        CowEngineStats after = engine.GetStats();
+        double us = 1e6 / Stopwatch.Frequency;
+        Console.WriteLine($"{stateKiB} KiB, m={m}: writes {writeTicks * us / ticks:F1} us per tick, Snapshot {snapshotTicks * us / snapshots:F1} us, " +
+            $"Dispose {disposeTicks * us / Math.Max(1, disposes):F1} us, RestoreTo {restoreTicks * us / Math.Max(1, restores):F1} us ({restores} rewinds); " +
+            $"per page written: {(double)(after.PagesCopied - before.PagesCopied) / ticks / m:F3} copies, " +
+            $"{(double)(after.ReverseCopies - before.ReverseCopies) / ticks / m:F3} of them reverse");
+        foreach (CowView view in ring)
+            view.Dispose();
         return 0;
     }
 }

@@ -115,12 +115,17 @@ static int cow_restore_unmap(cow_view_t *view, uint64_t first, uint64_t end)
  * the whole segment in one call. */
 #define COW_RESTORE_UNMAP_RUNS 32u
 
-/* Keeps in `mask` (the pages of the segment starting at `first`) those that one of the view bitmaps
- * `a`, `b` (b may be NULL) has set. A segment is whole words of each bitmap (invariant 9). */
-static void cow_mask_keep(uint64_t mask[COW_SEGMENT_WORDS], uint64_t first, const uint64_t *a, const uint64_t *b)
+/* Keeps in `mask` (the pages of the segment starting at `first`) those that one of `view`'s bitmaps
+ * `a`, `b` (b may be NULL) has set. The bitmaps end with the view, which may end inside its last
+ * segment: the words past them hold no page. */
+static void cow_mask_keep(const cow_view_t *view, uint64_t mask[COW_SEGMENT_WORDS], uint64_t first, const uint64_t *a,
+                          const uint64_t *b)
 {
-    for (uint32_t w = 0; w < COW_SEGMENT_WORDS; w++)
-        mask[w] &= a[first / 64 + w] | (b != NULL ? b[first / 64 + w] : 0);
+    uint64_t words = cow_bitmap_words(view);
+    for (uint32_t w = 0; w < COW_SEGMENT_WORDS; w++) {
+        uint64_t word = first / 64 + w;
+        mask[w] = word < words ? mask[w] & (a[word] | (b != NULL ? b[word] : 0)) : 0;
+    }
 }
 
 /* The runs of consecutive pages in `mask`. */
@@ -174,12 +179,12 @@ static int cow_restore_prepare_segment(cow_view_t *view, cow_view_t *source, uin
     uint64_t first = cow_segment_first(g), end = cow_segment_end(view, g);
     if (!cow_restore_can_copy_back(view, g, mask)) {
         cow_restore_candidates(view, source, g, 0, mask); /* every page whose slot differs */
-        cow_mask_keep(mask, first, view->mapped_bits, view->zero_bits);
+        cow_mask_keep(view, mask, first, view->mapped_bits, view->zero_bits);
         if (cow_mask_runs(mask) > COW_RESTORE_UNMAP_RUNS)
             return cow_restore_unmap(view, first, end);
         return cow_restore_unmap_runs(view, first, end, mask);
     }
-    cow_mask_keep(mask, first, view->zero_bits, NULL);
+    cow_mask_keep(view, mask, first, view->zero_bits, NULL);
     return cow_restore_unmap_runs(view, first, end, mask);
 }
 

@@ -147,6 +147,16 @@ static int cow_slot_reads_zero(cow_view_t *view, uint64_t page, uint32_t slot)
     return cow_os_seek(view->engine->memfd, offset, 1, &data) == 0 && data != offset;
 }
 
+/* Gives the fresh slot `fresh` the bytes of `slot` (page `page` of `view`): nothing to copy when they
+ * are known to be zero (`zero`, or cow_slot_reads_zero), since a fresh slot reads zero already. */
+static void cow_copy_into_fresh(cow_view_t *view, uint64_t page, uint32_t slot, uint32_t fresh, int zero)
+{
+    if (zero || cow_slot_reads_zero(view, page, slot))
+        return;
+    uint8_t *pool = view->engine->pool;
+    memcpy(pool + ((uint64_t)fresh << COW_PAGE_SHIFT), pool + ((uint64_t)slot << COW_PAGE_SHIFT), COW_PAGE_SIZE);
+}
+
 /* Gives the other holders of page `page`'s slot one copy, if every one of them is a partner (found
  * along the lineage, locking more partners as needed) and none has mapped the page: afterwards the
  * slot is ours alone. 1 if it did, 0 if a forward copy is needed, -errno if no slot was left for the
@@ -157,7 +167,7 @@ static int cow_try_reverse_copy(cow_view_t *view, uint64_t page, uint32_t slot, 
     uint32_t index = (uint32_t)(page & (COW_SEGMENT_PAGES - 1));
     cow_engine_t *engine = view->engine;
     uint32_t references = cow_load_acquire(&engine->slot_refcounts[slot]);
-    if (references < 2 || references - 1 > COW_PARTNERS_MAX || cow_segment_of(page) != partners->segment)
+    if (references < 2 || references - 1 > COW_PARTNERS_MAX)
         return 0;
     /* A slot's refcount counts the leaves that hold it (invariant 4). Once references - 1 partners
      * are found holding it, and the count still reads `references`, those are all of its holders;
@@ -176,14 +186,11 @@ static int cow_try_reverse_copy(cow_view_t *view, uint64_t page, uint32_t slot, 
     }
     if (cow_load_acquire(&engine->slot_refcounts[slot]) != references)
         return 0; /* a holder outside the lineage came or went meanwhile */
-    zero = zero || cow_slot_reads_zero(view, page, slot);
     uint32_t fresh;
     int error = cow_copy_slot_take(partners->at[holders[0]].view, page, batch, &fresh);
     if (error != 0)
         return -error;
-    if (!zero)
-        memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT), engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT),
-               COW_PAGE_SIZE);
+    cow_copy_into_fresh(view, page, slot, fresh, zero);
     cow_add(&engine->slot_refcounts[fresh], found - 1); /* one reference per holder */
     for (uint32_t h = 0; h < found; h++) {
         cow_store_release(&partners->at[holders[h]].entries[index], fresh);
@@ -220,16 +227,13 @@ static uint32_t cow_gather_batch(cow_view_t *view, uint64_t page, uint64_t end, 
             break;
         }
         if (reversed == 0 && cow_load_acquire(&engine->slot_refcounts[slot]) != 1) {
-            int zero = cow_slot_reads_zero(view, p, slot);
             uint32_t fresh;
             int error = cow_copy_slot_take(view, p, batch, &fresh);
             if (error != 0) {
                 *error_out = error;
                 break;
             }
-            if (!zero)
-                memcpy(engine->pool + ((uint64_t)fresh << COW_PAGE_SHIFT),
-                       engine->pool + ((uint64_t)slot << COW_PAGE_SHIFT), COW_PAGE_SIZE);
+            cow_copy_into_fresh(view, p, slot, fresh, 0);
             old_slots[count] = slot;
             slots[count] = fresh;
         }
